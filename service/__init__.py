@@ -1,0 +1,1 @@
+"""Online side: onnxruntime behind FastAPI, speaking Open Inference Protocol V2 and KServe V1."""

@@ -1,0 +1,1 @@
+"""Offline side: data -> regularized MLP -> verified ONNX model in the repository."""
