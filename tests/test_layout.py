@@ -1,4 +1,4 @@
-"""The halves meet only at the model artifact: neither imports the other; service never imports torch."""
+"""The halves meet only at the model artifact; the service never imports torch."""
 
 import ast
 from pathlib import Path
