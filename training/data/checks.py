@@ -28,7 +28,7 @@ def as_pixels(values: np.ndarray, source: str) -> np.ndarray:
         hint = " (looks scaled to 0..1; multiply by 255)" if values.max() <= 1.0 else ""
         raise DataError(
             f"{source}: pixel values must be whole numbers 0..255; "
-            f"image {row}, pixel {col} is {values[row, col]!r}{hint}"
+            f"image {row}, pixel {col} is {values[row, col].item()!r}{hint}"
         )
     return values.astype(np.uint8)
 
@@ -47,7 +47,7 @@ def as_labels(values: np.ndarray, source: str) -> np.ndarray:
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{source}: label {row} is {values[row]!r}, expected an integer")
+        raise DataError(f"{source}: label {row} is {values[row].item()!r}, expected an integer")
     return values.astype(np.int64)
 
 

@@ -73,11 +73,17 @@ def download(name: str, folder: Path, sha256: str, mirrors: Sequence[str], timeo
 
 def ensure_files(
     folder: Path,
-    checksums: Mapping[str, str] = MNIST_SHA256,
-    mirrors: Sequence[str] = MNIST_MIRRORS,
+    checksums: Mapping[str, str] | None = None,
+    mirrors: Sequence[str] | None = None,
     timeout: float = 60.0,
 ) -> None:
-    """Download whichever of the named files the folder lacks; present files are reused as is."""
+    """Download whichever of the named files the folder lacks; present files are reused as is.
+
+    Defaults (the four MNIST files, the public mirrors) are read at call time, so tests can
+    point them at a local server.
+    """
+    checksums = MNIST_SHA256 if checksums is None else checksums
+    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -67,4 +67,15 @@ def read_csv(path: Path, label_column: int = 0) -> tuple[np.ndarray, np.ndarray]
         raise DataError(f"{path}: {_first_bad_cell(rows, first_row, header)}")
     labels = table[:, label_column]
     pixels = np.delete(table, label_column % COLUMNS, axis=1)
+    outside = (pixels < 0) | (pixels > 255) | (pixels != np.round(pixels))
+    if outside.any():
+        row, pixel = (int(i) for i in np.argwhere(outside)[0])
+        column = pixel + 1 if label_column == 0 else pixel  # the file's column, from 0
+        name = f" ({header[column].strip()})" if header else ""
+        value = pixels[row, pixel].item()
+        why = "is outside 0..255" if not 0 <= value <= 255 else "is not a whole number"
+        raise DataError(
+            f"{path}: row {first_row + row}, column {column + 1}{name}: pixel value {value!r} "
+            f"{why}; pixels must be whole numbers 0..255"
+        )
     return as_pixels(pixels, str(path)), as_labels(labels, str(path))
