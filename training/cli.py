@@ -1,0 +1,116 @@
+"""`mlp-train`: train and publish a model, or re-evaluate a published one.
+
+Every expected failure (bad config, bad data, diverged training, failed export or publish) ends
+as one line on stderr and exit code 1; argparse usage errors exit with 2.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlp-train", description="Train, export and publish MLP classifiers on 28x28 images."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a model and publish it into the repository",
+        description="Train with a TOML preset plus key=value overrides, export to ONNX, verify "
+        "parity with onnxruntime, publish as the next version. "
+        "Example: mlp-train train --config training/configs/fashion-mnist.toml l2=1e-4 "
+        "hidden_sizes=[512,256]",
+    )
+    train.add_argument("--config", type=Path, default=None,
+                       help="TOML preset (default: training/configs/mnist-5k.toml)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--no-publish", action="store_true",
+                       help="train, export and verify, but leave the repository untouched")
+    train.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="override a config key; values are TOML (l2=1e-4, hidden_sizes=[64])")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="run a published model through onnxruntime on a data set's test split",
+        description="Load MODEL_DIR/model.onnx with onnxruntime and report accuracy and loss "
+        "on the test split of SOURCE.",
+    )
+    evaluate.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                          help="a published version folder, e.g. models/mnist-mlp/1")
+    evaluate.add_argument("--data", required=True, metavar="SOURCE",
+                          help="data source as in the config's `data` key, e.g. mnist-5k")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from training.config import load_config
+    from training.pipeline import train_and_publish
+
+    config = load_config(args.config, args.overrides)
+    result = train_and_publish(config, quiet=args.quiet, publish=not args.no_publish)
+    fit = result.fit
+    stop = f"stopped early, best epoch {fit.best_epoch}" if fit.stopped_early else (
+        f"best epoch {fit.best_epoch}")
+    print(f"trained {config.name} on {config.data}: {fit.epochs_run} epochs ({stop}) in "
+          f"{fit.seconds:.1f}s")
+    print(f"test accuracy {result.metrics['test_accuracy']:.4f}, "
+          f"test loss {result.metrics['test_loss']:.4f}; ONNX parity max |diff| "
+          f"{result.parity.max_abs_diff:.2g} on {result.parity.rows} rows")
+    print(f"history and plots: {result.run_dir}")
+    if result.published_dir is None:
+        print(f"not published; ONNX file: {result.onnx_path}")
+        return
+    print(f"published: {result.published_dir}")
+    print(f"serve it with: mlp-serve --repository {config.repository}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from training.data import load_dataset
+    from training.evaluate import evaluate_published
+
+    dataset = load_dataset(args.data)
+    metrics = evaluate_published(args.model_dir, dataset)
+    if args.json:
+        print(json.dumps(metrics))
+        return
+    print(f"{args.model_dir} on {dataset.name} test split ({len(dataset.y_test)} rows): "
+          f"accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}")
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """Imported on use: --help stays fast without loading torch."""
+    from training.config import ConfigError
+    from training.data import DataError
+    from training.evaluate import ModelFileError
+    from training.export import ExportError
+    from training.fit import TrainingError
+    from training.publish import PublishError
+
+    return (
+        ConfigError, DataError, TrainingError, ExportError, PublishError, ModelFileError, OSError,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": run_train, "evaluate": run_evaluate}
+    try:
+        handlers[args.command](args)
+    except expected_errors() as error:
+        print(f"mlp-train {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mlp-train {args.command}: interrupted; nothing was published", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: still one line for the user, with what to report
+        print(f"mlp-train {args.command}: internal error: {type(error).__name__}: {error} "
+              "(please report this)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The one training config: a TOML preset plus `key=value` overrides, validated by pydantic.
+
+Every field is saved into the model card, so a published model says exactly how it was made.
+"""
+
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+DEFAULT_PRESET = Path(__file__).parent / "configs" / "mnist-5k.toml"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+
+
+class ConfigError(Exception):
+    """A config file or override the user must fix; the message names the key."""
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs. Unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # what and where
+    name: str = Field("mnist-mlp", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    """Model name in the repository: models/<name>/<version>/."""
+    data: str = "mnist-5k"
+    """Data source for training.data.load_dataset: a bundled name or a file path."""
+    data_cache: Path | None = None
+    """Where downloaded data sets are kept; None uses the data loader's default."""
+    repository: Path = Path("models")
+    """Model repository the service reads."""
+    runs_dir: Path = Path("runs")
+    """History JSON and plots go to <runs_dir>/<name>/<timestamp>/."""
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    """Share of the training split held out for early stopping and learning curves."""
+    seed: int = 0
+    """Seeds weights, dropout, validation split and batch order."""
+
+    # model
+    hidden_sizes: list[PositiveInt] = [256]
+    """Units per hidden layer; [] is softmax regression."""
+    activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout after each hidden activation."""
+    standardize: bool = False
+    """Center by the train pixel mean and divide by its std (in the model); else scale to 0..1."""
+
+    # optimization
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    """SGD only."""
+    weight_decay: NonNegativeFloat = 0.0
+    """Decoupled weight decay, AdamW only (the L2 penalty below works with every optimizer)."""
+    batch_size: PositiveInt = 128
+    epochs: PositiveInt = 20
+    lr_schedule: Literal["none", "cosine", "step"] = "none"
+    """Per-epoch learning rate schedule; cosine decays to 0 at the last epoch."""
+    lr_step_epochs: PositiveInt = 10
+    """Step schedule: multiply the rate by lr_step_gamma every this many epochs."""
+    lr_step_gamma: float = Field(0.1, gt=0.0, le=1.0)
+
+    # regularization
+    l1: NonNegativeFloat = 0.0
+    """L1 penalty coefficient on weights (never biases): l1 * sum|w|."""
+    l2: NonNegativeFloat = 0.0
+    """L2 penalty coefficient on weights (never biases): l2 * sum w^2."""
+    early_stopping: bool = True
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    patience: PositiveInt = 5
+    """Epochs without improvement before stopping."""
+    min_delta: NonNegativeFloat = 0.0
+    """Smallest change of the monitored metric that counts as an improvement."""
+    restore_best: bool = True
+    """After training, go back to the weights of the best validation epoch."""
+
+    # speed
+    threads: int = Field(0, ge=0)
+    """torch threads; 0 keeps torch's default (one per core)."""
+    bf16: bool = False
+    """bfloat16 autocast for training matmuls on CPUs that support it; export stays float32."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "TrainConfig":
+        if self.weight_decay > 0 and self.optimizer != "adamw":
+            raise ValueError(
+                f"weight_decay={self.weight_decay} only applies to optimizer 'adamw', "
+                f"got '{self.optimizer}'; use l2 for the other optimizers"
+            )
+        return self
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """Split `key=value`; the value is read as TOML (`[512,256]`, `1e-4`, `true`), else a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().removeprefix("--")
+    if not sep or not key:
+        raise ConfigError(f"override '{text}' is not key=value (e.g. l2=1e-4)")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # bare words like data=fashion-mnist
+    return key, value
+
+
+def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a TOML preset (default mnist-5k), apply overrides, validate the result."""
+    path = DEFAULT_PRESET if path is None else Path(path)
+    try:
+        values = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    for text in overrides:
+        key, value = parse_override(text)
+        values[key] = value
+    return validate_config(values, source=str(path))
+
+
+def validate_config(values: dict[str, object], *, source: str = "config") -> TrainConfig:
+    """Build a TrainConfig; the one error message names every bad key and why."""
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def _describe(error: ErrorDetails) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "config"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}' (see training/config.py for the valid keys)"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"

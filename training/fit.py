@@ -1,0 +1,161 @@
+"""The training loop, written out in one `fit()`: batches, penalties, schedule, early stopping."""
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training.config import TrainConfig
+from training.model import MLP, weight_penalty
+
+EVAL_BATCH = 4096  # rows per forward pass when only measuring; bigger is faster, memory is small
+
+
+class TrainingError(Exception):
+    """Training diverged or could not run; the message says which setting to change."""
+
+
+@dataclass
+class FitResult:
+    """What happened during fit: one history row per epoch and the early-stopping outcome."""
+
+    history: list[dict[str, float]]
+    best_epoch: int  # 1-based epoch whose weights the model holds if restore_best
+    stopped_early: bool
+    seconds: float
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+def make_optimizer(model: MLP, config: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.learning_rate)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per epoch."""
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=config.lr_step_epochs, gamma=config.lr_step_gamma
+        )
+    return None
+
+
+@torch.no_grad()
+def evaluate(model: MLP, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode (no dropout); restores the previous mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = model(x[start : start + EVAL_BATCH].float())
+        target = y[start : start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += int((logits.argmax(1) == target).sum())
+    model.train(was_training)
+    return loss_sum / len(x), correct / len(x)
+
+
+def is_improvement(value: float, best: float, config: TrainConfig) -> bool:
+    if config.monitor == "val_loss":
+        return value < best - config.min_delta
+    return value > best + config.min_delta
+
+
+def fit(
+    model: MLP,
+    config: TrainConfig,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    quiet: bool = False,
+) -> FitResult:
+    """Train `model` in place on uint8 pixel tensors; validate after every epoch.
+
+    The whole data set stays in memory as one tensor and batches are slices of a random
+    permutation: no DataLoader, no copies beyond the batch itself. Train loss/accuracy in the
+    history are running means over the epoch's batches (with dropout on), as Keras reports them.
+    """
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config)
+    batches = math.ceil(len(x_train) / config.batch_size)
+    history: list[dict[str, float]] = []
+    best = math.inf if config.monitor == "val_loss" else -math.inf
+    best_epoch, best_state, waited, stopped_early = 0, None, 0, False
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.long)
+        bar = tqdm(total=batches, desc=f"epoch {epoch}/{config.epochs}", disable=quiet, leave=True)
+        for step, start in enumerate(range(0, len(x_train), config.batch_size), 1):
+            index = order[start : start + config.batch_size]
+            xb, yb = x_train[index].float(), y_train[index]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits = model(xb)
+            data_loss = F.cross_entropy(logits.float(), yb)
+            loss = data_loss + weight_penalty(model, config.l1, config.l2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum += data_loss.detach() * len(yb)
+                correct += (logits.argmax(1) == yb).sum()
+            if not quiet:
+                seen = min(step * config.batch_size, len(x_train))
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
+                                acc=f"{correct.item() / seen:.4f}", refresh=False)
+                bar.update()
+        train_loss, train_accuracy = loss_sum.item() / len(x_train), correct.item() / len(x_train)
+        if not math.isfinite(train_loss):
+            bar.close()
+            raise TrainingError(
+                f"training loss became {train_loss} in epoch {epoch}; lower learning_rate "
+                f"(now {config.learning_rate}) or the l1/l2 coefficients"
+            )
+        val_loss, val_accuracy = evaluate(model, x_val, y_val)
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        history.append({
+            "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+            "val_loss": val_loss, "val_accuracy": val_accuracy, "learning_rate": lr,
+            "seconds": time.perf_counter() - epoch_started,
+        })
+        bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{train_accuracy:.4f}",
+                        val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.4f}")
+        bar.close()
+        value = val_loss if config.monitor == "val_loss" else val_accuracy
+        if is_improvement(value, best, config):
+            best, best_epoch, waited = value, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+            if config.early_stopping and waited >= config.patience:
+                stopped_early = True
+                break
+    if config.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+    model.eval()
+    return FitResult(history, best_epoch, stopped_early, time.perf_counter() - started)

@@ -1,0 +1,98 @@
+"""The MLP: raw 0..255 pixels in, class logits out. Preprocessing is a layer, so ONNX carries it."""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Shape of the network; saved into the model card next to the training config."""
+
+    inputs: int = 784
+    classes: int = 10
+    hidden_sizes: list[int] = field(default_factory=lambda: [256])
+    activation: str = "relu"
+    dropout: float = 0.0
+    pixel_mean: float = 0.0
+    """Subtracted from every raw pixel (0 = no centering)."""
+    pixel_std: float = 255.0
+    """Divides every centered pixel (255 = plain scaling to 0..1)."""
+
+
+class Preprocess(nn.Module):
+    """(x - mean) / std with constants stored as buffers: the exported graph does it too."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("inv_std", torch.tensor(1.0 / std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.inv_std
+
+
+class MLP(nn.Module):
+    """Preprocess -> [Linear -> activation -> dropout] * len(hidden_sizes) -> Linear (logits).
+
+    With no hidden layers this is softmax regression. Softmax is left to the loss in training
+    (cross-entropy on logits is the stable form of categorical cross-entropy) and to the export.
+    """
+
+    def __init__(self, config: MLPConfig) -> None:
+        super().__init__()
+        if config.inputs < 1:
+            raise ValueError(f"inputs must be at least 1, got {config.inputs}")
+        if config.classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {config.classes}")
+        for index, size in enumerate(config.hidden_sizes):
+            if size < 1:
+                raise ValueError(f"hidden layer {index} must have at least 1 unit, got {size}")
+        if not 0.0 <= config.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+        if config.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, got '{config.activation}'"
+            )
+        if not config.pixel_std > 0:
+            raise ValueError(f"pixel_std must be greater than 0, got {config.pixel_std}")
+        self.config = config
+        layers: list[nn.Module] = [Preprocess(config.pixel_mean, config.pixel_std)]
+        width = config.inputs
+        for size in config.hidden_sizes:
+            layers += [nn.Linear(width, size), ACTIVATIONS[config.activation]()]
+            if config.dropout > 0:
+                layers.append(nn.Dropout(config.dropout))
+            width = size
+        layers.append(nn.Linear(width, config.classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw pixels [N, inputs] (any real dtype) -> logits [N, classes]."""
+        return self.layers(x)
+
+    def weights(self) -> list[torch.Tensor]:
+        """The Linear weight matrices: what L1/L2 penalize (biases and buffers never are)."""
+        return [m.weight for m in self.layers if isinstance(m, nn.Linear)]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def weight_penalty(model: MLP, l1: float, l2: float) -> torch.Tensor:
+    """l1 * sum|w| + l2 * sum w^2 over the weight matrices only (Keras' kernel_regularizer)."""
+    total = torch.zeros(())
+    for weight in model.weights():
+        if l1:
+            total = total + l1 * weight.abs().sum()
+        if l2:
+            total = total + l2 * weight.square().sum()
+    return total
