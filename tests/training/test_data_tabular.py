@@ -41,6 +41,14 @@ def test_csv_loads_with_sorted_class_names_and_stratified_split(
     assert again.fingerprint() == data.fingerprint()
 
 
+def test_header_with_numeric_pixel_names(tmp_path: Path) -> None:
+    """pandas writes integer column names as numbers: label,0,1,...,783."""
+    header = "label," + ",".join(str(i) for i in range(784))
+    path = tmp_path / "pandas.csv"
+    path.write_text(header + "\n" + csv_text(LABELS))
+    assert len(load_dataset(str(path)).y_train) == 24
+
+
 def test_non_numeric_cell_names_row_and_column(tmp_path: Path) -> None:
     lines = csv_text(LABELS, header=True).splitlines()
     cells = lines[4].split(",")
@@ -59,6 +67,18 @@ def test_nan_cell_is_not_a_number(tmp_path: Path) -> None:
     path = tmp_path / "nan.csv"
     path.write_text("\n".join(lines))
     with pytest.raises(DataError, match=re.escape("row 3, column 3: 'nan' is not a number")):
+        load_dataset(str(path))
+
+
+def test_ragged_row_and_fractional_label(tmp_path: Path) -> None:
+    lines = csv_text(LABELS).splitlines()
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join([*lines[:6], lines[6] + ",0", *lines[7:]]))
+    with pytest.raises(DataError, match=re.escape(f"{path}: row 7 has 786 cells, expected 785")):
+        load_dataset(str(path))
+    path.write_text("\n".join([*lines[:6], "3.5" + lines[6][1:], *lines[7:]]))
+    message = f"{path}: row 7, column 1: label 3.5 is not a whole number"
+    with pytest.raises(DataError, match=re.escape(message)):
         load_dataset(str(path))
 
 

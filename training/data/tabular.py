@@ -51,7 +51,8 @@ def read_csv(path: Path, label_column: int = 0) -> tuple[np.ndarray, np.ndarray]
     if not lines:
         raise DataError(f"{path}: the file is empty (no rows)")
     first = lines[0].split(",")
-    header = first if not any(_is_number(cell) for cell in first) else None
+    # A header names the label column ("label", "class", ...); pixel names may be numbers ("0").
+    header = first if not _is_number(first[label_column]) else None
     rows, first_row = (lines[1:], 2) if header else (lines, 1)
     if not rows:
         raise DataError(f"{path}: only a header row, no data rows")
@@ -67,6 +68,13 @@ def read_csv(path: Path, label_column: int = 0) -> tuple[np.ndarray, np.ndarray]
         raise DataError(f"{path}: {_first_bad_cell(rows, first_row, header)}")
     labels = table[:, label_column]
     pixels = np.delete(table, label_column % COLUMNS, axis=1)
+    fractional = labels != np.round(labels)
+    if fractional.any():
+        row = int(np.argmax(fractional))
+        raise DataError(
+            f"{path}: row {first_row + row}, column {label_column % COLUMNS + 1}: label "
+            f"{labels[row].item()!r} is not a whole number; labels must be integers"
+        )
     outside = (pixels < 0) | (pixels > 255) | (pixels != np.round(pixels))
     if outside.any():
         row, pixel = (int(i) for i in np.argwhere(outside)[0])
