@@ -1,0 +1,141 @@
+"""`create_app(settings)`: the FastAPI app with its own models, batchers, metrics and state.
+
+Models load in the lifespan (never at import or per request); readiness turns true only after
+every selected model is verified and its batcher runs. Nothing here is global, so every test
+builds a fresh app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+
+from service import codec, routes_control, routes_ops, routes_v1, routes_v2
+from service.control import ModelManager
+from service.dataplane import SERVER_VERSION, DataPlane, Lifecycle
+from service.errors import ServiceError, StartupError, describe_validation_errors
+from service.logging import RequestLogMiddleware
+from service.metrics import Metrics
+from service.protocol import (
+    InferenceRequest,
+    PredictRequest,
+    RepositoryIndexRequest,
+    RepositoryLoadRequest,
+)
+from service.repository import ModelRepository
+from service.settings import Settings
+
+logger = logging.getLogger("mlp_serve")
+DOCUMENTED_BODIES = (InferenceRequest, PredictRequest, RepositoryIndexRequest,
+                     RepositoryLoadRequest)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app; its lifespan loads and verifies the models, then drains them on exit."""
+    metrics, lifecycle = Metrics(), Lifecycle()
+    repository = ModelRepository(settings.repository, ort_threads=settings.ort_threads)
+    manager = ModelManager(repository, settings, metrics)
+    dataplane = DataPlane(manager, settings, metrics, lifecycle)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await load_selected_models(repository, manager, settings)
+        except BaseException as error:
+            await manager.unload_all()
+            if isinstance(error, StartupError):
+                logger.error("cannot start: %s", error)
+            raise
+        lifecycle.ready = True
+        logger.info(ready_message(settings, manager.names()))
+        yield
+        lifecycle.draining = True
+        await manager.unload_all()
+
+    app = FastAPI(title="mlp-serve", version=SERVER_VERSION, lifespan=lifespan,
+                  redoc_url=None, description=__doc__)
+    app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
+    app.state.manager, app.state.dataplane = manager, dataplane
+    for router in (routes_v2.router, routes_v1.router, routes_ops.router):
+        app.include_router(router)
+    if settings.control_enabled:
+        app.include_router(routes_control.router)
+    add_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics, lifecycle=lifecycle)
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
+    return app
+
+
+async def load_selected_models(repository: ModelRepository, manager: ModelManager,
+                               settings: Settings) -> None:
+    """Load MLP_MODELS (or every model, latest version); any failure stops start-up."""
+    try:
+        repository.check()
+        selection = settings.model_selection() or dict.fromkeys(repository.model_names())
+        if not selection:
+            raise StartupError(f"model repository {str(repository.root)!r} holds no models; "
+                               "train one first (mlp-train train) or point MLP_REPOSITORY at one")
+        for name, version in selection.items():
+            await manager.load(name, version)
+    except ServiceError as error:
+        raise StartupError(error.message) from None
+
+
+def ready_message(settings: Settings, names: list[str]) -> str:
+    """The start-up line with a curl that gets a prediction, ready to paste."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}/v1/models/{names[0]}:predict"
+    return (f"ready: serving {', '.join(names)} on http://{settings.host}:{settings.port}; try:"
+            f" curl -s {url} -d \"{{\\\"instances\\\": [[$(printf '0,%.0s' $(seq 783))0]]}}\"")
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """One error shape, {"error": "..."}, for our errors, validation, 404 routes and 405."""
+
+    async def service_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ServiceError)
+        return codec.json_response({"error": error.message}, error.status_code, error.headers)
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        return codec.json_response({"error": describe_validation_errors(error.errors())}, 400)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        if error.status_code == 404:
+            message = f"no route {request.method} {request.url.path}; see /docs"
+        elif error.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(error.detail)
+        return codec.json_response({"error": message}, error.status_code, error.headers)
+
+    async def unexpected_error(request: Request, error: Exception) -> Response:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return codec.json_response({"error": "internal server error; see the server log"}, 500)
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request bodies the routes parse from raw bytes."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in DOCUMENTED_BODIES:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,250 @@
+"""Bytes on the wire <-> numpy: bodies read under a size limit, V2 JSON and binary tensors, V1.
+
+Nothing here knows about models; `dataplane` checks tensors against the served model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    describe_validation_errors,
+)
+from service.protocol import DATATYPE_OF_DTYPE, DATATYPES, InferenceRequest
+
+HEADER_LENGTH = "inference-header-content-length"
+REJECTED_DATATYPES = {"BYTES", "BOOL", "BF16"}
+JSON_TYPE = "application/json"
+BINARY_TYPE = "application/octet-stream"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it (or its decompressed form) passes `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit, f"{int(declared)} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit, f"more than {limit} bytes")
+        chunks.append(chunk)
+    return decode_content(b"".join(chunks), request.headers.get("content-encoding"), limit)
+
+
+def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo Content-Encoding gzip/deflate (as tritonclient sends) without inflating past `limit`."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    if name not in ("gzip", "deflate"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none"
+        )
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if name == "gzip" else zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise InvalidInput(f"request body is not valid {name} data ({error})") from None
+    if len(data) > limit:
+        raise PayloadTooLarge(limit, f"more than {limit} bytes after {name} decompression")
+    if not inflater.eof:
+        raise InvalidInput(f"request body is truncated {name} data")
+    return data
+
+
+def compress(payload: bytes, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
+    """Compress a response when the client asked for gzip or deflate (tritonclient may)."""
+    accepted = {part.split(";")[0].strip().lower() for part in (accept_encoding or "").split(",")}
+    if "gzip" in accepted:
+        return gzip.compress(payload, compresslevel=1), {"content-encoding": "gzip"}
+    if "deflate" in accepted:
+        return zlib.compress(payload, 1), {"content-encoding": "deflate"}
+    return payload, {}
+
+
+def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """Split a binary-extension body into its JSON header and its tensor bytes."""
+    if header_length is None:
+        return body, b""
+    if not header_length.strip().isdigit():
+        raise InvalidInput(f"Inference-Header-Content-Length is {header_length!r}; "
+                           "expected the byte length of the JSON header")
+    size = int(header_length)
+    if size > len(body):
+        raise InvalidInput(f"Inference-Header-Content-Length is {size} but the body has only "
+                           f"{len(body)} bytes")
+    return body[:size], body[size:]
+
+
+def parse_json(raw: bytes) -> Any:
+    """orjson.loads with a 400 that says where the JSON broke."""
+    if not raw.strip():
+        raise InvalidInput("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"request body is not valid JSON: {error}") from None
+
+
+def decode_inference_request(
+    json_part: bytes, binary: bytes
+) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
+    """Parse a V2 request and its input tensors (JSON data or binary_data_size chunks)."""
+    try:
+        request = InferenceRequest.model_validate(parse_json(json_part))
+    except ValidationError as error:
+        raise InvalidInput(describe_validation_errors(error.errors())) from None
+    tensors: dict[str, np.ndarray] = {}
+    offset = 0
+    for item in request.inputs:
+        if item.name in tensors:
+            raise InvalidInput(f"input {item.name!r} appears twice; send each input once")
+        dtype = _dtype(item.name, item.datatype)
+        count = _element_count(item.name, item.shape)
+        parameters = item.parameters or {}
+        if any(key.startswith("shared_memory") for key in parameters):
+            raise InvalidInput(f"input {item.name!r}: shared memory is not supported; send data "
+                               "inline or as binary_data_size")
+        size = parameters.get("binary_data_size")
+        if size is None:
+            tensors[item.name] = _from_json(item.name, item.data, dtype, item.shape, count)
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInput(f"input {item.name!r}: binary_data_size is {size!r}; "
+                               "expected a byte count >= 0")
+        if offset + size > len(binary):
+            raise InvalidInput(f"input {item.name!r}: binary_data_size is {size} but only "
+                               f"{len(binary) - offset} bytes of binary data follow the header")
+        tensors[item.name] = _from_binary(item.name, binary[offset:offset + size], dtype,
+                                          item.shape, count)
+        offset += size
+    if offset != len(binary):
+        raise InvalidInput(f"the body carries {len(binary)} bytes of binary data but the inputs' "
+                           f"binary_data_size add up to {offset}")
+    return request, tensors
+
+
+def _dtype(name: str, datatype: str) -> np.dtype[Any]:
+    if datatype in REJECTED_DATATYPES or datatype not in DATATYPES:
+        raise InvalidInput(
+            f"input {name!r}: datatype {datatype!r} is not supported; send FP32 (UINT8..64, "
+            "INT8..64, FP16 and FP64 are also accepted and converted to float32)"
+        )
+    return DATATYPES[datatype]
+
+
+def _element_count(name: str, shape: list[int]) -> int:
+    if any(dim < 0 for dim in shape):
+        raise InvalidInput(f"input {name!r}: shape {shape} has a negative size")
+    return math.prod(shape)
+
+
+def _from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int],
+               count: int) -> np.ndarray:
+    if data is None:
+        raise InvalidInput(f"input {name!r} has no data; send 'data' or "
+                           "parameters.binary_data_size with binary data")
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"input {name!r}: data must be a flat or evenly nested list of "
+                           "numbers") from None
+    if array.dtype.kind not in "iuf" and not (array.size == 0 and array.dtype.kind in "f"):
+        raise InvalidInput(f"input {name!r}: data must hold only numbers, got JSON "
+                           f"{_json_kind(array)}")
+    if dtype.kind in "iu" and array.dtype.kind == "f":
+        raise InvalidInput(f"input {name!r}: datatype {DATATYPE_OF_DTYPE[dtype]} needs whole "
+                           "numbers but data holds fractions")
+    if array.size != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values but data has "
+                           f"{array.size}")
+    return array.reshape(shape)
+
+
+def _json_kind(array: np.ndarray) -> str:
+    return {"b": "true/false", "U": "strings"}.get(array.dtype.kind, "mixed or out-of-range values")
+
+
+def _from_binary(name: str, chunk: bytes, dtype: np.dtype[Any], shape: list[int],
+                 count: int) -> np.ndarray:
+    needed = count * dtype.itemsize
+    if len(chunk) != needed:
+        raise InvalidInput(f"input {name!r}: binary_data_size is {len(chunk)} bytes but shape "
+                           f"{shape} of {DATATYPE_OF_DTYPE[dtype]} needs {needed}")
+    return np.frombuffer(chunk, dtype=dtype).reshape(shape)
+
+
+def encode_inference_response(
+    model_name: str, model_version: int, request_id: str | None,
+    outputs: list[tuple[str, np.ndarray, bool]],
+) -> tuple[bytes, dict[str, str]]:
+    """V2 response: JSON only, or JSON header + binary section when any output is binary."""
+    entries, blobs = [], []
+    for name, array, binary in outputs:
+        array = np.ascontiguousarray(array)
+        entry: dict[str, Any] = {"name": name, "datatype": DATATYPE_OF_DTYPE[array.dtype],
+                                 "shape": list(array.shape)}
+        if binary:
+            blob = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.reshape(-1)
+        entries.append(entry)
+    header: dict[str, Any] = {"model_name": model_name, "model_version": str(model_version)}
+    if request_id is not None:
+        header["id"] = request_id
+    header["outputs"] = entries
+    json_bytes = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return json_bytes, {"content-type": JSON_TYPE}
+    return json_bytes + b"".join(blobs), {"content-type": BINARY_TYPE,
+                                          HEADER_LENGTH: str(len(json_bytes))}
+
+
+def decode_instances(body: bytes) -> np.ndarray:
+    """KServe V1 `{"instances": [[784 numbers], ...]}` as an array (shape checked later)."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise InvalidInput("request body must be a JSON object with 'instances': "
+                           "[[784 pixel values], ...]")
+    instances = payload["instances"]
+    if not isinstance(instances, list):
+        raise InvalidInput(f"instances must be a list of rows, got {type(instances).__name__}")
+    try:
+        array = np.asarray(instances, dtype=None)
+    except (ValueError, TypeError):
+        raise InvalidInput("instances must be rows of equal length (784 numbers each)") from None
+    if array.size and array.dtype.kind not in "iuf":
+        raise InvalidInput(f"instances must hold only numbers, got JSON {_json_kind(array)}")
+    return array
+
+
+def encode_predictions(labels: tuple[str, ...], outputs: dict[str, np.ndarray]) -> bytes:
+    """KServe V1 answer: one {label, class_name, probabilities} per row."""
+    predictions = [
+        {"label": int(label), "class_name": labels[label], "probabilities": probabilities}
+        for label, probabilities in zip(outputs["label"].tolist(), outputs["probabilities"],
+                                        strict=True)
+    ]
+    return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_response(content: Any, status_code: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    """A JSON response encoded with orjson (numpy arrays included)."""
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code,
+                    headers=headers, media_type=JSON_TYPE)

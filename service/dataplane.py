@@ -1,0 +1,153 @@
+"""What V1 and V2 share: server state, metadata, input checks and inference through the batcher.
+
+Like MLServer's handlers/dataplane.py: route modules parse and render, this module decides.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.batching import (
+    BatcherStoppedError,
+    BatchResult,
+    DeadlineExceededError,
+    QueueFullError,
+)
+from service.control import ModelManager, Served
+from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
+from service.metrics import Metrics
+from service.protocol import InferenceRequest
+from service.repository import PIXELS, ModelVersion
+from service.settings import Settings
+
+SERVER_NAME = "mlp-serve"
+SERVER_VERSION = "0.1.0"
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+INPUT_NAME = "input"
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Server-wide state read by health checks, the request log and the SIGTERM handler."""
+
+    ready: bool = False
+    draining: bool = False
+    in_flight: int = 0
+
+
+class DataPlane:
+    """Serve metadata and predictions for whatever the ModelManager currently holds."""
+
+    def __init__(self, manager: ModelManager, settings: Settings, metrics: Metrics,
+                 lifecycle: Lifecycle) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+
+    def server_metadata(self) -> dict[str, Any]:
+        """GET /v2 body."""
+        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+
+    def is_ready(self) -> bool:
+        """Ready = start-up finished and not shutting down."""
+        return self.lifecycle.ready and not self.lifecycle.draining
+
+    def model_metadata(self, name: str, version: int | None) -> dict[str, Any]:
+        """GET /v2/models/{name}[/versions/{v}] body."""
+        model = self.manager.get(name, version).model
+        tensors = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                   for t in model.outputs]
+        return {
+            "name": model.name,
+            "versions": [str(model.version)],
+            "platform": PLATFORM,
+            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                       for t in model.inputs],
+            "outputs": tensors,
+            "parameters": {"labels": list(model.labels), "sha256": model.sha256},
+        }
+
+    def rows(self, array: np.ndarray, field: str) -> np.ndarray:
+        """Check one tensor of raw pixels and return it as float32 [n, 784]."""
+        shape = list(array.shape)
+        if array.ndim != 2 or shape[1] != PIXELS:
+            raise InvalidInput(f"{field}: shape {shape} does not fit the model; expected "
+                               f"[N, {PIXELS}] (N rows of {PIXELS} raw pixel values)")
+        if shape[0] == 0:
+            raise InvalidInput(f"{field}: the batch is empty (shape {shape}); send at least "
+                               "one row")
+        limit = self.settings.max_rows_per_request
+        if shape[0] > limit:
+            raise InvalidInput(f"{field}: {shape[0]} rows in one request, over the limit of "
+                               f"{limit} (MLP_MAX_ROWS_PER_REQUEST); split the batch")
+        inside = (array >= 0) & (array <= 255)  # NaN compares False, so it is caught too
+        if not inside.all():
+            row, column = np.argwhere(~inside)[0]
+            value = array[row, column].item()
+            problem = ("is not a finite number" if isinstance(value, float)
+                       and not np.isfinite(value) else "is outside 0..255")
+            raise InvalidInput(f"{field}: value {value!r} at row {row}, column {column} "
+                               f"{problem}; expected raw pixel values in 0..255")
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    def v2_rows(self, model: ModelVersion, tensors: dict[str, np.ndarray]) -> np.ndarray:
+        """The pixels of a V2 request: exactly one input, named as the model names it."""
+        unknown = sorted(set(tensors) - {INPUT_NAME})
+        if unknown:
+            raise InvalidInput(f"unknown input {unknown[0]!r}; model {model.name!r} has "
+                               f"inputs ['{INPUT_NAME}']")
+        if INPUT_NAME not in tensors:
+            raise InvalidInput(f"input '{INPUT_NAME}' is missing; model {model.name!r} needs "
+                               f"'{INPUT_NAME}' FP32 [N, {PIXELS}]")
+        return self.rows(tensors[INPUT_NAME], f"input '{INPUT_NAME}'")
+
+    def v2_outputs(self, model: ModelVersion, request: InferenceRequest) -> list[tuple[str, bool]]:
+        """(name, binary?) of each output to return; unknown names are refused before running."""
+        parameters = request.parameters or {}
+        binary_default = parameters.get("binary_data_output", False) is True
+        if not request.outputs:
+            return [(name, binary_default) for name in model.output_names]
+        chosen = []
+        for output in request.outputs:
+            if output.name not in model.output_names:
+                raise InvalidInput(f"unknown output {output.name!r}; model {model.name!r} has "
+                                   f"outputs {model.output_names}")
+            options = output.parameters or {}
+            if "classification" in options or any(k.startswith("shared_memory")
+                                                   for k in options):
+                raise InvalidInput(f"output {output.name!r}: only the binary_data parameter is "
+                                   "supported (no classification or shared memory)")
+            chosen.append((output.name, options.get("binary_data", binary_default) is True))
+        return chosen
+
+    def deadline(self, parameters: dict[str, Any] | None) -> float:
+        """monotonic() deadline: the server's request timeout or the client's shorter one."""
+        timeout_s = self.settings.request_timeout_ms / 1000
+        client_us = (parameters or {}).get("timeout")  # tritonclient: microseconds
+        if isinstance(client_us, int) and not isinstance(client_us, bool) and client_us > 0:
+            timeout_s = min(timeout_s, client_us / 1e6)
+        return time.monotonic() + timeout_s
+
+    async def predict(self, served: Served, rows: np.ndarray, deadline: float) -> BatchResult:
+        """Queue rows on the served version's batcher and map its errors to HTTP errors."""
+        if self.lifecycle.draining:
+            raise ServiceUnavailable("server is shutting down; send the request to another "
+                                     "replica")
+        try:
+            result = await served.batcher.submit(rows, deadline=deadline)
+        except QueueFullError as error:
+            raise ServiceUnavailable(str(error), error.retry_after_s) from None
+        except DeadlineExceededError as error:
+            raise DeadlineExceeded(str(error)) from None
+        except BatcherStoppedError as error:
+            raise ServiceUnavailable(str(error)) from None
+        name, version = served.model.name, served.model.version
+        self.metrics.queue_wait.labels(name).observe(result.queue_wait_s)
+        self.metrics.rows.labels(name, str(version)).inc(len(rows))
+        return result

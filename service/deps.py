@@ -1,0 +1,48 @@
+"""FastAPI dependencies as Annotated aliases: the app's objects and the API-key check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.control import ModelManager
+from service.dataplane import DataPlane
+from service.errors import Unauthorized
+from service.settings import Settings
+
+
+def get_dataplane(request: Request) -> DataPlane:
+    """The app's DataPlane (built in create_app)."""
+    return request.app.state.dataplane  # type: ignore[no-any-return]
+
+
+def get_manager(request: Request) -> ModelManager:
+    """The app's ModelManager."""
+    return request.app.state.manager  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's Settings."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def require_api_key(request: Request) -> None:
+    """401 unless `Authorization: Bearer <key>` or `X-API-Key: <key>` matches the server key."""
+    expected = get_settings(request).api_key.get_secret_value().encode()
+    bearer = request.headers.get("authorization", "")
+    scheme, _, token = bearer.partition(" ")
+    offered = [request.headers.get("x-api-key", "")]
+    if scheme.lower() == "bearer":
+        offered.append(token.strip())
+    if not expected or not any(
+        hmac.compare_digest(candidate.encode(), expected) for candidate in offered if candidate
+    ):
+        raise Unauthorized()
+
+
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ApiKeyDep = Annotated[None, Depends(require_api_key)]

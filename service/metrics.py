@@ -1,0 +1,64 @@
+"""Prometheus metrics on the app's own registry, so every app (and test) starts from zero."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """Every metric the service exports, registered on one private CollectorRegistry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("mlp_requests_total", "HTTP requests by route, model and status",
+                                ["endpoint", "model", "version", "status"], registry=r)
+        self.latency = Histogram("mlp_request_duration_seconds",
+                                 "Time from request start to response end",
+                                 ["endpoint", "model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("mlp_requests_in_flight", "HTTP requests being handled",
+                               registry=r)
+        self.queue_wait = Histogram("mlp_queue_wait_seconds",
+                                    "Time a request waited in the batcher before its model call",
+                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.compute = Histogram("mlp_compute_seconds", "onnxruntime time per batch",
+                                 ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_rows = Histogram("mlp_batch_rows", "Rows per model call (dynamic batching)",
+                                    ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.rows = Counter("mlp_inference_rows_total", "Rows predicted",
+                            ["model", "version"], registry=r)
+        self.queue_rows = Gauge("mlp_queue_rows", "Rows waiting in the batcher queue",
+                                ["model"], registry=r)
+        self.loaded_version = Gauge("mlp_model_loaded_version", "Version served per model",
+                                    ["model"], registry=r)
+
+    def model_loaded(self, name: str, version: int, queue_rows: Callable[[], float]) -> None:
+        """Publish the served version and a live queue-depth reading for `name`."""
+        self.loaded_version.labels(name).set(version)
+        self.queue_rows.labels(name).set_function(queue_rows)
+
+    def model_unloaded(self, name: str) -> None:
+        """Drop the per-model gauges of an unloaded model."""
+        for gauge in (self.loaded_version, self.queue_rows):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
+
+    def batch_recorder(self, name: str) -> Callable[[int, float], None]:
+        """Callback for the batcher: one observation per model call."""
+        rows, compute = self.batch_rows.labels(name), self.compute.labels(name)
+
+        def record(batch_rows: int, compute_s: float) -> None:
+            rows.observe(batch_rows)
+            compute.observe(compute_s)
+
+        return record
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,87 @@
+"""Model control (Triton's model repository extension), behind the API key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from service import codec
+from service.deps import ApiKeyDep, ManagerDep, SettingsDep
+from service.errors import InvalidInput, describe_validation_errors
+from service.logging import note_model
+from service.protocol import (
+    ErrorResponse,
+    RepositoryIndexItem,
+    RepositoryIndexRequest,
+    RepositoryLoadRequest,
+    RepositoryLoadResponse,
+)
+from service.repository import check_name, parse_version
+
+router = APIRouter(tags=["model control"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413)
+}
+LOAD_PARAMETERS = {"version"}
+UNLOAD_PARAMETERS = {"unload_dependents"}
+
+
+def _body_doc(schema: str) -> dict[str, Any]:
+    return {"requestBody": {"required": False, "content": {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
+
+
+async def _optional_json(request: Request, limit: int, model: type[Any]) -> Any:
+    """Parse an optional small JSON body into `model` (an empty body means defaults)."""
+    body = await codec.read_body(request, limit)
+    try:
+        return model.model_validate(codec.parse_json(body) if body.strip() else {})
+    except ValidationError as error:
+        raise InvalidInput(describe_validation_errors(error.errors())) from None
+
+
+def _check_parameters(parameters: dict[str, Any] | None, allowed: set[str]) -> dict[str, Any]:
+    unknown = sorted(set(parameters or {}) - allowed)
+    if unknown:
+        raise InvalidInput(f"parameter {unknown[0]!r} is not supported; supported: "
+                           f"{sorted(allowed)}")
+    return parameters or {}
+
+
+@router.post("/v2/repository/index", response_model=list[RepositoryIndexItem], responses=ERRORS,
+             openapi_extra=_body_doc("RepositoryIndexRequest"))
+async def index(request: Request, _: ApiKeyDep, manager: ManagerDep,
+                settings: SettingsDep) -> Response:
+    """Every model version in the repository and whether it is served (READY)."""
+    body = await _optional_json(request, settings.max_body_bytes, RepositoryIndexRequest)
+    return codec.json_response(manager.index(ready_only=body.ready))
+
+
+@router.post("/v2/repository/models/{name}/load", response_model=RepositoryLoadResponse,
+             responses=ERRORS, openapi_extra=_body_doc("RepositoryLoadRequest"))
+async def load(name: str, request: Request, _: ApiKeyDep, manager: ManagerDep,
+               settings: SettingsDep) -> Response:
+    """Verify a version (parameters.version, default latest) and swap it in; no request drops."""
+    body = await _optional_json(request, settings.max_body_bytes, RepositoryLoadRequest)
+    version = _check_parameters(body.parameters, LOAD_PARAMETERS).get("version")
+    model = await manager.load(check_name(name), None if version is None else
+                               parse_version(version))
+    note_model(request, model.name, model.version)
+    return codec.json_response({"name": model.name, "version": str(model.version),
+                                "state": "READY"})
+
+
+@router.post("/v2/repository/models/{name}/unload", response_model=RepositoryLoadResponse,
+             responses=ERRORS)
+async def unload(name: str, request: Request, _: ApiKeyDep, manager: ManagerDep,
+                 settings: SettingsDep) -> Response:
+    """Stop serving a model after answering its queued requests."""
+    body = await _optional_json(request, settings.max_body_bytes, RepositoryLoadRequest)
+    _check_parameters(body.parameters, UNLOAD_PARAMETERS)
+    model = await manager.unload(name)
+    note_model(request, model.name, model.version)
+    return codec.json_response({"name": model.name, "version": str(model.version),
+                                "state": "UNAVAILABLE"})

@@ -1,0 +1,107 @@
+"""Open Inference Protocol (KServe V2 / Triton HTTP) routes: health, metadata, infer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from service import codec
+from service.deps import DataPlaneDep
+from service.errors import ServiceUnavailable
+from service.logging import note_model
+from service.protocol import (
+    ErrorResponse,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataServerResponse,
+    ReadyResponse,
+)
+from service.repository import parse_version
+
+router = APIRouter(tags=["v2"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 503, 504)
+}
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A V2 InferenceRequest as JSON; with the binary tensor data extension, "
+        "the JSON header (its length in the Inference-Header-Content-Length header) followed "
+        "by the raw little-endian tensor bytes.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def _version(version: str | None) -> int | None:
+    return None if version is None else parse_version(version)
+
+
+@router.get("/v2", response_model=MetadataServerResponse)
+async def server_metadata(dataplane: DataPlaneDep) -> Response:
+    """Server name, version and protocol extensions."""
+    return codec.json_response(dataplane.server_metadata())
+
+
+@router.get("/v2/health/live")
+async def live() -> Response:
+    """200 while the process can answer at all."""
+    return codec.json_response({"live": True})
+
+
+@router.get("/v2/health/ready", response_model=ReadyResponse, responses=ERRORS)
+async def ready(dataplane: DataPlaneDep) -> Response:
+    """200 once every model is loaded; 503 while starting or shutting down."""
+    if not dataplane.is_ready():
+        reason = "shutting down" if dataplane.lifecycle.draining else "loading models"
+        raise ServiceUnavailable(f"server is not ready: {reason}")
+    return codec.json_response({"ready": True})
+
+
+@router.get("/v2/models/{name}", response_model=MetadataModelResponse, responses=ERRORS)
+@router.get("/v2/models/{name}/versions/{version}", response_model=MetadataModelResponse,
+            responses=ERRORS)
+async def model_metadata(name: str, dataplane: DataPlaneDep,
+                         version: str | None = None) -> Response:
+    """The served version of a model with its inputs and outputs."""
+    return codec.json_response(dataplane.model_metadata(name, _version(version)))
+
+
+@router.get("/v2/models/{name}/ready", response_model=ReadyResponse, responses=ERRORS)
+@router.get("/v2/models/{name}/versions/{version}/ready", response_model=ReadyResponse,
+            responses=ERRORS)
+async def model_ready(name: str, dataplane: DataPlaneDep, version: str | None = None) -> Response:
+    """200 when the model (version) is loaded and the server takes requests."""
+    dataplane.manager.get(name, _version(version))
+    if not dataplane.is_ready():
+        raise ServiceUnavailable("server is not ready")
+    return codec.json_response({"name": name, "ready": True})
+
+
+@router.post("/v2/models/{name}/infer", response_model=InferenceResponse, responses=ERRORS,
+             openapi_extra=INFER_BODY)
+@router.post("/v2/models/{name}/versions/{version}/infer", response_model=InferenceResponse,
+             responses=ERRORS, openapi_extra=INFER_BODY)
+async def infer(name: str, request: Request, dataplane: DataPlaneDep,
+                version: str | None = None) -> Response:
+    """Predict: JSON tensors or the binary tensor data extension, as tritonclient sends them."""
+    served = dataplane.manager.get(name, _version(version))
+    model = served.model
+    note_model(request, model.name, model.version)
+    body = await codec.read_body(request, dataplane.settings.max_body_bytes)
+    json_part, binary = codec.split_binary(body, request.headers.get(codec.HEADER_LENGTH))
+    infer_request, tensors = codec.decode_inference_request(json_part, binary)
+    rows = dataplane.v2_rows(model, tensors)
+    chosen = dataplane.v2_outputs(model, infer_request)
+    result = await dataplane.predict(served, rows, dataplane.deadline(infer_request.parameters))
+    payload, headers = codec.encode_inference_response(
+        model.name, model.version, infer_request.id,
+        [(out, result.outputs[out], binary) for out, binary in chosen],
+    )
+    payload, encoding = codec.compress(payload, request.headers.get("accept-encoding"))
+    return Response(payload, headers=headers | encoding)

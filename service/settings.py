@@ -1,0 +1,84 @@
+"""The service's whole configuration: one pydantic-settings object (env prefix `MLP_`).
+
+No other module reads `os.environ`; `mlp-serve` flags override the environment field by field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_API_KEY_CHARS = 16
+PLACEHOLDER_KEYS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "password", "apikey", "api-key", "api_key",
+     "replace-me", "replaceme", "your-api-key", "xxxxxxxxxxxxxxxx", "todo", "example"}
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of `mlp-serve`; a bad value refuses start-up with one message."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLP_", extra="forbid", use_attribute_docstrings=True, frozen=True
+    )
+
+    repository: Path = Path("models")
+    """Model repository folder laid out as <name>/<version>/{model.onnx,model.json}."""
+    models: str = ""
+    """Comma list of models to serve, each `name` or `name:version`; empty = all, latest."""
+    host: str = "127.0.0.1"
+    """Interface to listen on (0.0.0.0 inside a container)."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port to listen on."""
+    api_key: SecretStr = SecretStr("")
+    """Key for the model-control endpoints (Authorization: Bearer <key> or X-API-Key)."""
+    control_enabled: bool = True
+    """Serve the model-control endpoints (load/unload/index); needs a strong api_key."""
+    max_batch_size: int = Field(64, ge=1)
+    """Most rows merged into one onnxruntime call by the dynamic batcher."""
+    max_queue_delay_ms: float = Field(2.0, ge=0)
+    """Longest a queued request waits for a fuller batch while the model is busy."""
+    max_queue_rows: int = Field(4096, ge=1)
+    """Rows allowed to wait per model; beyond it requests get 503 with Retry-After."""
+    request_timeout_ms: float = Field(10_000, gt=0)
+    """Deadline of one inference request (queue + compute); past it the answer is 504."""
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest request body accepted (after decompression); larger gets 413."""
+    max_rows_per_request: int = Field(1024, ge=1)
+    """Most rows one inference request may carry."""
+    ort_threads: int = Field(1, ge=0)
+    """onnxruntime intra-op threads per session (0 = onnxruntime decides)."""
+    shutdown_grace_s: float = Field(20.0, gt=0)
+    """On SIGTERM, time allowed to answer queued and in-flight requests before exiting."""
+    shutdown_delay_s: float = Field(0.0, ge=0)
+    """On SIGTERM, time to keep answering 503 (not ready) before closing the listener."""
+    log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
+    """Log level: debug, info, warning, error or critical."""
+
+    @model_validator(mode="after")
+    def _strong_key_when_control_enabled(self) -> Settings:
+        """Model control changes what is served, so it never runs behind a guessable key."""
+        key = self.api_key.get_secret_value()
+        if self.control_enabled and (
+            len(key) < MIN_API_KEY_CHARS or key.strip().lower() in PLACEHOLDER_KEYS
+        ):
+            raise ValueError(
+                f"MLP_API_KEY must be a random string of at least {MIN_API_KEY_CHARS} characters "
+                "when model control is enabled (got "
+                + ("nothing" if not key else f"{len(key)} characters or a placeholder")
+                + "); set one, e.g. MLP_API_KEY=$(openssl rand -hex 24), "
+                "or disable control with MLP_CONTROL_ENABLED=false / --no-control"
+            )
+        return self
+
+    def model_selection(self) -> dict[str, int | None]:
+        """Parse `models` into {name: pinned version or None for latest}."""
+        selection: dict[str, int | None] = {}
+        for item in filter(None, (part.strip() for part in self.models.split(","))):
+            name, _, version = item.partition(":")
+            if version and not version.isdigit():
+                raise ValueError(f"MLP_MODELS entry {item!r}: version must be a positive integer")
+            selection[name] = int(version) if version else None
+        return selection
