@@ -1,0 +1,117 @@
+"""docker-compose.yml: valid Compose, and wired as train-once-then-serve with no secret defaults."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from service.settings import Settings
+from tests.deploy.files import COMPOSE_FILES, ROOT, compose_schema, load_yaml
+
+SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_yaml(ROOT / "docker-compose.yml")
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_file_validates_against_the_compose_specification(path: Path) -> None:
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(load_yaml(path))]
+    assert errors == []
+
+
+def test_the_schema_rejects_a_broken_file() -> None:
+    """The schema really checks services: an unknown key and a wrong depends_on condition fail."""
+    schema = compose_schema()
+    broken = {"services": {"service": {"image": "x", "depends_on": {"train": {"condition": "done"}},
+                                       "helthcheck": {}}}}
+    messages = [e.message for e in jsonschema.validators.validator_for(schema)(schema)
+                .iter_errors(broken)]
+    assert any("helthcheck" in m for m in messages)
+    assert any("'done'" in m for m in messages)
+
+
+def test_service_starts_only_after_training_succeeded(compose: dict[str, Any]) -> None:
+    assert compose["services"]["service"]["depends_on"] == {
+        "train": {"condition": "service_completed_successfully"}
+    }
+
+
+def test_train_writes_the_volume_and_service_reads_it_read_only(compose: dict[str, Any]) -> None:
+    service, train = compose["services"]["service"], compose["services"]["train"]
+    assert "models" in compose["volumes"]
+    assert train["volumes"] == [{"type": "volume", "source": "models", "target": "/models"}]
+    assert service["volumes"] == [
+        {"type": "volume", "source": "models", "target": "/models", "read_only": True}
+    ]
+
+
+def test_each_service_builds_its_own_dockerfile_with_a_pinned_tag(compose: dict[str, Any]) -> None:
+    for name, dockerfile in [("train", "training/Dockerfile"), ("service", "service/Dockerfile")]:
+        spec = compose["services"][name]
+        assert spec["build"] == {"context": ".", "dockerfile": dockerfile}
+        assert (ROOT / dockerfile).is_file()
+        _, _, tag = spec["image"].partition(":")
+        assert tag and tag != "latest", spec["image"]
+
+
+def test_healthcheck_asks_the_ready_endpoint_on_the_container_port(compose: dict[str, Any]) -> None:
+    test = compose["services"]["service"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert f"127.0.0.1:{Settings.model_fields['port'].default}/v2/health/ready" in test[3]
+
+
+def test_published_port_maps_to_the_service_default_port(compose: dict[str, Any]) -> None:
+    (mapping,) = compose["services"]["service"]["ports"]
+    assert mapping.startswith("127.0.0.1:")  # local only unless the user says otherwise
+    assert mapping.endswith(f":{Settings.model_fields['port'].default}")
+
+
+def test_environment_names_are_real_settings() -> None:
+    """A typo like MLP_MAX_BATCH would silently do nothing; every MLP_* name must be a field."""
+    fields = {f"MLP_{name.upper()}" for name in Settings.model_fields}
+    for path in COMPOSE_FILES:
+        for name, spec in load_yaml(path)["services"].items():
+            unknown = sorted(set(spec.get("environment", {})) - fields)
+            assert unknown == [], f"{path.name}: service {name} sets unknown settings {unknown}"
+
+
+def test_grace_period_covers_the_service_drain(compose: dict[str, Any]) -> None:
+    service = compose["services"]["service"]
+    drain = (Settings.model_fields["shutdown_grace_s"].default
+             + Settings.model_fields["shutdown_delay_s"].default)
+    assert int(service["stop_grace_period"].removesuffix("s")) > drain
+
+
+def test_plain_compose_needs_no_secret_and_the_control_overlay_requires_one() -> None:
+    base, control = (load_yaml(path) for path in COMPOSE_FILES)
+    base_env = base["services"]["service"]["environment"]
+    assert base_env["MLP_CONTROL_ENABLED"] == "false"
+    assert "MLP_API_KEY" not in base_env
+    control_env = control["services"]["service"]["environment"]
+    assert control_env["MLP_CONTROL_ENABLED"] == "true"
+    match = INTERPOLATION.fullmatch(control_env["MLP_API_KEY"])
+    assert match and match["name"] == "MLP_API_KEY" and match["op"] == ":?"
+    assert "openssl rand" in match["arg"]  # the message says how to make one
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_no_secret_has_a_default_value(path: Path) -> None:
+    """A secret is either absent or required (`${NAME:?message}`), never `${NAME:-something}`."""
+    text = path.read_text()
+    secrets = [m for m in INTERPOLATION.finditer(text) if SECRET_NAME.search(m["name"])]
+    assert all(m["op"] in (":?", "?") for m in secrets), [m[0] for m in secrets]
+    for name, spec in load_yaml(path)["services"].items():
+        for key, value in spec.get("environment", {}).items():
+            if SECRET_NAME.search(key):
+                assert isinstance(value, str) and INTERPOLATION.fullmatch(value), (
+                    f"{path.name}: {name}.{key} must come from the environment, not the file")
