@@ -1,0 +1,80 @@
+"""Hand-written hypothesis fuzzing of the inference endpoints over real HTTP.
+
+Proves: whatever arrives (random shapes and datatypes, nested or flat data, huge, tiny and
+non-finite numbers, strings, binary-extension bodies whose declared lengths lie, V1 instances,
+raw garbage), the real server never answers >= 500, every 4xx is `{"error": "..."}`, invalid
+tensors are refused, and valid ones get onnxruntime's exact answer."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import httpx
+from hypothesis import HealthCheck, given, seed, settings
+
+from tests.reliability import figures
+from tests.reliability.conftest import MODEL, ReliabilityConfig, StartServer
+from tests.reliability.strategies import FuzzRequest, fuzz_requests
+from tests.reliability.v2 import Reference, error_shape_problem, read_answer
+
+
+def check_response(request: FuzzRequest, response: httpx.Response, reference: Reference) -> str:
+    """'' when the response is acceptable for `request`, else what is wrong."""
+    status = response.status_code
+    if status >= 500:
+        return f"server error {status}: {response.text[:300]}"
+    if 400 <= status < 500:
+        if request.valid:
+            return f"valid request refused with {status}: {response.text[:300]}"
+        return error_shape_problem(status, response.content)
+    if request.valid is False:
+        return f"invalid request accepted with {status}: {response.text[:300]}"
+    if status != 200:
+        return f"unexpected status {status}"
+    if request.kind.startswith("v1-"):
+        predictions = response.json().get("predictions")
+        if not isinstance(predictions, list) or (
+            request.rows is not None and len(predictions) != len(request.rows)
+        ):
+            return f"V1 predictions malformed: {response.text[:300]}"
+        return ""
+    answer = read_answer(response.content)
+    if not (answer.probabilities == answer.probabilities).all():
+        return "200 with NaN probabilities"
+    return reference.mismatch(request.rows, answer) if request.rows is not None else ""
+
+
+def test_fuzzed_tensors_never_break_the_server(
+    serve: StartServer, model_repo: Path, rel_config: ReliabilityConfig
+) -> None:
+    server = serve(model_repo, max_rows_per_request=64)
+    reference = Reference(model_repo / MODEL / "1" / "model.onnx")
+    statuses: collections.Counter[int] = collections.Counter()
+    kinds: collections.Counter[str] = collections.Counter()
+    problems: list[str] = []
+
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+
+        @seed(rel_config.seed)
+        @settings(max_examples=rel_config.fuzz_cases, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(request=fuzz_requests(MODEL, "1"))
+        def send(request: FuzzRequest) -> None:
+            response = client.post(request.path, content=request.body, headers=request.headers)
+            statuses[response.status_code] += 1
+            kinds[request.kind.split("-")[0]] += 1
+            problem = check_response(request, response, reference)
+            if problem:
+                problems.append(f"{problem}\n    request: {request.describe()}")
+            assert not problem, f"{problem}\n    request: {request.describe()}"
+
+        try:
+            send()
+        finally:
+            total = sum(statuses.values())
+            figures.record("fuzz-tensors", requests=total, statuses=dict(sorted(statuses.items())),
+                           kinds=dict(kinds), problems=len(problems))
+            print(f"fuzz-tensors: {total} requests, statuses {dict(sorted(statuses.items()))}")
+    assert server.proc.poll() is None, f"server died during fuzzing:\n{server.log()}"
+    assert sum(statuses.values()) >= rel_config.fuzz_cases
