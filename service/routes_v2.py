@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service import codec
+from service.dataplane import DataPlane
 from service.deps import DataPlaneDep
 from service.errors import ServiceUnavailable
 from service.logging import note_model
@@ -38,10 +39,6 @@ INFER_BODY = {
 }
 
 
-def _version(version: str | None) -> int | None:
-    return None if version is None else parse_version(version)
-
-
 @router.get("/v2", response_model=MetadataServerResponse)
 async def server_metadata(dataplane: DataPlaneDep) -> Response:
     """Server name, version and protocol extensions."""
@@ -64,20 +61,33 @@ async def ready(dataplane: DataPlaneDep) -> Response:
 
 
 @router.get("/v2/models/{name}", response_model=MetadataModelResponse, responses=ERRORS)
+async def model_metadata(name: str, dataplane: DataPlaneDep) -> Response:
+    """The served version of a model with its inputs and outputs."""
+    return codec.json_response(dataplane.model_metadata(name, None))
+
+
 @router.get("/v2/models/{name}/versions/{version}", response_model=MetadataModelResponse,
             responses=ERRORS)
-async def model_metadata(name: str, dataplane: DataPlaneDep,
-                         version: str | None = None) -> Response:
-    """The served version of a model with its inputs and outputs."""
-    return codec.json_response(dataplane.model_metadata(name, _version(version)))
+async def model_version_metadata(name: str, version: str, dataplane: DataPlaneDep) -> Response:
+    """Metadata of one version (404 unless it is the served one)."""
+    return codec.json_response(dataplane.model_metadata(name, parse_version(version)))
 
 
 @router.get("/v2/models/{name}/ready", response_model=ReadyResponse, responses=ERRORS)
+async def model_ready(name: str, dataplane: DataPlaneDep) -> Response:
+    """200 when the model is loaded and the server takes requests."""
+    return _ready(name, None, dataplane)
+
+
 @router.get("/v2/models/{name}/versions/{version}/ready", response_model=ReadyResponse,
             responses=ERRORS)
-async def model_ready(name: str, dataplane: DataPlaneDep, version: str | None = None) -> Response:
-    """200 when the model (version) is loaded and the server takes requests."""
-    dataplane.manager.get(name, _version(version))
+async def model_version_ready(name: str, version: str, dataplane: DataPlaneDep) -> Response:
+    """200 when this version is the served one and the server takes requests."""
+    return _ready(name, parse_version(version), dataplane)
+
+
+def _ready(name: str, version: int | None, dataplane: DataPlane) -> Response:
+    dataplane.manager.get(name, version)
     if not dataplane.is_ready():
         raise ServiceUnavailable("server is not ready")
     return codec.json_response({"name": name, "ready": True})
@@ -85,12 +95,22 @@ async def model_ready(name: str, dataplane: DataPlaneDep, version: str | None = 
 
 @router.post("/v2/models/{name}/infer", response_model=InferenceResponse, responses=ERRORS,
              openapi_extra=INFER_BODY)
+async def infer(name: str, request: Request, dataplane: DataPlaneDep) -> Response:
+    """Predict: JSON tensors or the binary tensor data extension, as tritonclient sends them."""
+    return await _infer(name, None, request, dataplane)
+
+
 @router.post("/v2/models/{name}/versions/{version}/infer", response_model=InferenceResponse,
              responses=ERRORS, openapi_extra=INFER_BODY)
-async def infer(name: str, request: Request, dataplane: DataPlaneDep,
-                version: str | None = None) -> Response:
-    """Predict: JSON tensors or the binary tensor data extension, as tritonclient sends them."""
-    served = dataplane.manager.get(name, _version(version))
+async def infer_version(name: str, version: str, request: Request,
+                        dataplane: DataPlaneDep) -> Response:
+    """Predict with one version (404 unless it is the served one)."""
+    return await _infer(name, parse_version(version), request, dataplane)
+
+
+async def _infer(name: str, version: int | None, request: Request,
+                 dataplane: DataPlane) -> Response:
+    served = dataplane.manager.get(name, version)
     model = served.model
     note_model(request, model.name, model.version)
     body = await codec.read_body(request, dataplane.settings.max_body_bytes)
