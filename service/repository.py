@@ -7,7 +7,6 @@ card; the verified bytes themselves go to onnxruntime, so the file cannot change
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import onnxruntime as ort
 import orjson
 
 from service.errors import InvalidInput, ModelLoadError, ModelNotFound
+from service.settings import NAME_PATTERN
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 PIXELS = 784
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model.json"

@@ -5,11 +5,13 @@ No other module reads `os.environ`; `mlp-serve` flags override the environment f
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_API_KEY_CHARS = 16
 PLACEHOLDER_KEYS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "password", "apikey", "api-key", "api_key",
@@ -57,6 +59,13 @@ class Settings(BaseSettings):
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
     """Log level: debug, info, warning, error or critical."""
 
+    @field_validator("models")
+    @classmethod
+    def _models_parse(cls, value: str) -> str:
+        """Refuse a bad MLP_MODELS at start-up rather than at first use."""
+        parse_model_selection(value)
+        return value
+
     @model_validator(mode="after")
     def _strong_key_when_control_enabled(self) -> Settings:
         """Model control changes what is served, so it never runs behind a guessable key."""
@@ -74,11 +83,19 @@ class Settings(BaseSettings):
         return self
 
     def model_selection(self) -> dict[str, int | None]:
-        """Parse `models` into {name: pinned version or None for latest}."""
-        selection: dict[str, int | None] = {}
-        for item in filter(None, (part.strip() for part in self.models.split(","))):
-            name, _, version = item.partition(":")
-            if version and not version.isdigit():
-                raise ValueError(f"MLP_MODELS entry {item!r}: version must be a positive integer")
-            selection[name] = int(version) if version else None
-        return selection
+        """`models` as {name: pinned version, or None for the latest on disk}."""
+        return parse_model_selection(self.models)
+
+
+def parse_model_selection(text: str) -> dict[str, int | None]:
+    """Parse "a,b:2" into {"a": None, "b": 2}; names and versions as the repository allows."""
+    selection: dict[str, int | None] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, version = item.partition(":")
+        if not NAME_PATTERN.fullmatch(name) or ".." in name:
+            raise ValueError(f"MLP_MODELS entry {item!r}: name must match "
+                             "[a-z0-9][a-z0-9._-]{0,63} without '..'")
+        if version and (not version.isdigit() or version.startswith("0")):
+            raise ValueError(f"MLP_MODELS entry {item!r}: version must be a positive integer")
+        selection[name] = int(version) if version else None
+    return selection
