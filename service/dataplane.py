@@ -134,11 +134,18 @@ class DataPlane:
             timeout_s = min(timeout_s, client_us / 1e6)
         return time.monotonic() + timeout_s
 
-    async def predict(self, served: Served, rows: np.ndarray, deadline: float) -> BatchResult:
-        """Queue rows on the served version's batcher and map its errors to HTTP errors."""
+    def admit(self, name: str, version: int | None) -> Served:
+        """Take a new inference request: 503 once shutting down, 404 for unknown models.
+
+        Called when the request arrives, so requests that arrived before SIGTERM still finish.
+        """
         if self.lifecycle.draining:
             raise ServiceUnavailable("server is shutting down; send the request to another "
                                      "replica")
+        return self.manager.get(name, version)
+
+    async def predict(self, served: Served, rows: np.ndarray, deadline: float) -> BatchResult:
+        """Queue rows on the served version's batcher and map its errors to HTTP errors."""
         try:
             result = await served.batcher.submit(rows, deadline=deadline)
         except QueueFullError as error:

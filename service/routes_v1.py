@@ -38,7 +38,7 @@ async def model_status(name: str, dataplane: DataPlaneDep) -> Response:
              openapi_extra=PREDICT_BODY)
 async def predict(name: str, request: Request, dataplane: DataPlaneDep) -> Response:
     """Predict label, class name and probabilities for each row of 784 raw pixels."""
-    served = dataplane.manager.get(name)
+    served = dataplane.admit(name, None)
     note_model(request, served.model.name, served.model.version)
     body = await codec.read_body(request, dataplane.settings.max_body_bytes)
     rows = dataplane.rows(codec.decode_instances(body), "instances")

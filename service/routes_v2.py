@@ -110,7 +110,7 @@ async def infer_version(name: str, version: str, request: Request,
 
 async def _infer(name: str, version: int | None, request: Request,
                  dataplane: DataPlane) -> Response:
-    served = dataplane.manager.get(name, version)
+    served = dataplane.admit(name, version)
     model = served.model
     note_model(request, model.name, model.version)
     body = await codec.read_body(request, dataplane.settings.max_body_bytes)
