@@ -1,0 +1,426 @@
+"""Load benchmark: mlp-serve against the naive FastAPI endpoint, on the same model, same run.
+
+    .venv/bin/python bench/serve_load.py [--duration 10] [--clients 1,16,64] [--model DIR]
+
+Starts `mlp-serve` (model control off) and bench/naive_server.py on free ports of 127.0.0.1,
+loads each with wrk (Debian package; installed here when missing and running as root, else a
+slower Python client) at each client count for `--duration` seconds, first with single-row V2
+JSON requests, then with 256-row requests (binary V2 for mlp-serve, JSON for the naive endpoint,
+which knows no binary), and prints requests/s, rows/s, p50, p99, errors and server CPU per
+request side by side, plus in-process onnxruntime rows/s at 256-row batches. It stops both
+servers itself and kills only the processes it started. Numbers, not pass/fail: see README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import psutil
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+PIXELS = 784
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "{content_type}"
+{extra_header}
+local f = assert(io.open("{body}", "rb"))
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,' ..
+    '"errors":%d,"status_errors":%d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout, e.status))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Body:
+    """One request body and how to send it."""
+
+    path: Path
+    rows: int
+    content_type: str
+    header_length: int | None  # Inference-Header-Content-Length for binary V2
+
+
+@dataclass(frozen=True)
+class Result:
+    requests_s: float
+    rows_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_us_per_req: float
+
+
+# ---------------------------------------------------------------- model
+
+
+def realistic_model(folder: Path, name: str = "bench-mlp", version: int = 1) -> Path:
+    """784-256-10 MLP as training exports it (scaling inside the graph), with its model.json."""
+    rng = np.random.default_rng(0)
+    init = [
+        numpy_helper.from_array(np.array(255.0, np.float32), "scale"),
+        numpy_helper.from_array(np.array(0.1307, np.float32), "mean"),
+        numpy_helper.from_array(np.array(0.3081, np.float32), "std"),
+        numpy_helper.from_array(rng.normal(0, 0.05, (256, PIXELS)).astype(np.float32), "w1"),
+        numpy_helper.from_array(np.zeros(256, np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (10, 256)).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.zeros(10, np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Div", ["input", "scale"], ["x01"]),
+        helper.make_node("Sub", ["x01", "mean"], ["xc"]),
+        helper.make_node("Div", ["xc", "std"], ["xs"]),
+        helper.make_node("Gemm", ["xs", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Gemm", ["hr", "w2", "b2"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", PIXELS])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10]),
+         helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
+                              producer_name="mlp-serve")
+    model.ir_version = 10
+    labels = [str(i) for i in range(10)]
+    helper.set_model_props(model, {"name": name, "version": str(version), "producer": "mlp-serve",
+                                   "labels": json.dumps(labels), "input_range": "0,255"})
+    onnx.checker.check_model(model, full_check=True)
+    data = model.SerializeToString()
+    out = folder / name / str(version)
+    out.mkdir(parents=True)
+    (out / "model.onnx").write_bytes(data)
+    card = {
+        "schema_version": 1, "name": name, "version": version,
+        "created_at": "2026-11-29T00:00:00Z",
+        "onnx": {"file": "model.onnx", "sha256": hashlib.sha256(data).hexdigest(), "opset": 18,
+                 "size_bytes": len(data)},
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, PIXELS],
+                    "range": [0, 255]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+                    {"name": "label", "datatype": "INT64", "shape": [-1]}],
+        "labels": labels,
+    }
+    (out / "model.json").write_text(json.dumps(card))
+    return out
+
+
+def latest_version(repository: Path) -> Path | None:
+    """models/<name>/<highest int>/ of the first model name that has one, else None."""
+    for model in sorted(p for p in repository.glob("*") if p.is_dir()):
+        versions = [p for p in model.iterdir() if p.name.isdigit() and (p / "model.onnx").exists()]
+        if versions:
+            return max(versions, key=lambda p: int(p.name))
+    return None
+
+
+# ---------------------------------------------------------------- bodies
+
+
+def pixels(rows: int, seed: int = 0) -> np.ndarray:
+    """MNIST-like rows: mostly zeros, some 0..255 strokes, whole numbers as float32."""
+    rng = np.random.default_rng(seed)
+    ink = rng.random((rows, PIXELS)) < 0.2
+    return np.where(ink, rng.integers(1, 256, (rows, PIXELS)), 0).astype(np.float32)
+
+
+def json_body(folder: Path, rows: int) -> Body:
+    x = pixels(rows)
+    doc = {"inputs": [{"name": "input", "shape": [rows, PIXELS], "datatype": "FP32",
+                       "data": x.ravel().tolist()}]}
+    path = folder / f"json-{rows}.body"
+    path.write_bytes(json.dumps(doc).encode())
+    return Body(path, rows, "application/json", None)
+
+
+def binary_body(folder: Path, rows: int) -> Body:
+    """V2 binary tensor extension, outputs asked in binary too (as tritonclient does)."""
+    x = pixels(rows)
+    header = json.dumps({
+        "inputs": [{"name": "input", "shape": [rows, PIXELS], "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}},
+                    {"name": "label", "parameters": {"binary_data": True}}],
+    }).encode()
+    path = folder / f"binary-{rows}.body"
+    path.write_bytes(header + x.tobytes())
+    return Body(path, rows, "application/octet-stream", len(header))
+
+
+def headers_of(body: Body) -> dict[str, str]:
+    extra = {} if body.header_length is None else {
+        "Inference-Header-Content-Length": str(body.header_length)}
+    return {"Content-Type": body.content_type, **extra}
+
+
+# ---------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {proc.returncode} at start-up")
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"server on port {port} not ready after {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[int]:
+    """Run one server process; stop exactly that PID afterwards."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_ready(port, proc)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def check_answer(port: int, path: str, body: Body) -> None:
+    """One request before loading: the server must answer 200, or the numbers mean nothing."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body.path.read_bytes(), headers_of(body))
+    response = conn.getresponse()
+    text = response.read()
+    if response.status != 200:
+        raise SystemExit(f"POST {path} on port {port} answered {response.status}: {text[:300]!r}")
+
+
+# ---------------------------------------------------------------- load
+
+
+def load_wrk(url: str, body: Body, clients: int, duration_s: float, workdir: Path) -> dict:
+    extra = ("" if body.header_length is None else
+             f'wrk.headers["Inference-Header-Content-Length"] = "{body.header_length}"')
+    script = workdir / f"{body.path.stem}.lua"
+    script.write_text(WRK_LUA.format(content_type=body.content_type, extra_header=extra,
+                                     body=body.path))
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{duration_s:g}s", "--timeout", "10s",
+           "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk printed no summary:\n{out}")
+    stats = json.loads(line.removeprefix("WRKJSON "))
+    seconds = stats["duration_us"] / 1e6
+    return {"requests": stats["requests"], "seconds": seconds, "p50_ms": stats["p50_us"] / 1e3,
+            "p99_ms": stats["p99_us"] / 1e3, "errors": stats["errors"]}
+
+
+def load_python(url: str, body: Body, clients: int, duration_s: float, workdir: Path) -> dict:
+    """Fallback without wrk: keep-alive http.client threads (costs far more CPU than wrk)."""
+    host, port_path = url.removeprefix("http://").split(":", 1)
+    port, path = port_path.split("/", 1)
+    data, headers = body.path.read_bytes(), headers_of(body)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop_at = time.monotonic() + duration_s
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/" + path, data, headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            latencies[i].append(time.perf_counter() - t0)
+            errors[i] += not ok
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = sorted(x for per in latencies for x in per)
+    return {"requests": len(every), "seconds": time.monotonic() - started,
+            "p50_ms": 1e3 * every[len(every) // 2],
+            "p99_ms": 1e3 * every[min(len(every) - 1, int(len(every) * 0.99))],
+            "errors": sum(errors)}
+
+
+def run_load(url: str, body: Body, clients: int, duration_s: float, pid: int,
+             workdir: Path) -> Result:
+    """Load one server and measure throughput, latency and the server's CPU per request."""
+    process = psutil.Process(pid)
+    before = process.cpu_times()
+    loader = load_wrk if shutil.which("wrk") else load_python
+    stats = loader(url, body, clients, duration_s, workdir)
+    after = process.cpu_times()
+    cpu_s = (after.user + after.system) - (before.user + before.system)
+    n = max(stats["requests"], 1)
+    return Result(stats["requests"] / stats["seconds"], stats["requests"] * body.rows /
+                  stats["seconds"], stats["p50_ms"], stats["p99_ms"], stats["errors"],
+                  1e6 * cpu_s / n)
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        if not shutil.which("wrk"):
+            print("wrk not found (apt-get install wrk); using the slower Python client")
+        return
+    print("installing wrk from Debian ...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], capture_output=True)
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], capture_output=True)
+
+
+# ---------------------------------------------------------------- in-process reference
+
+
+def onnxruntime_rows_s(model: Path, rows: int, threads: int, seconds: float = 3.0) -> float:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    x = pixels(rows)
+    for _ in range(20):
+        session.run(None, {"input": x})
+    runs, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        session.run(None, {"input": x})
+        runs += 1
+    return runs * rows / (time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- main
+
+
+def fmt(r: Result) -> str:
+    return (f"{r.requests_s:9.0f} {r.rows_s:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+            f"{r.errors:6d} {r.cpu_us_per_req:8.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="a version folder (…/<name>/<version>)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    parser.add_argument("--clients", default="1,16,64", help="comma list of concurrent clients")
+    parser.add_argument("--big-rows", type=int, default=256, help="rows per large request")
+    parser.add_argument("--env", action="append", default=[],
+                        help="extra MLP_X=value for mlp-serve (repeatable)")
+    args = parser.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+    ensure_wrk()
+
+    with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
+        workdir = Path(tmp)
+        version_dir = args.model or latest_version(ROOT / "models")
+        if version_dir is None:
+            version_dir = realistic_model(workdir / "repo")
+            print(f"models/ has no version; wrote a 784-256-10 model to {version_dir}")
+        version_dir = version_dir.resolve()
+        name, model_file = version_dir.parent.name, version_dir / "model.onnx"
+        print(f"model: {version_dir}  ({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})")
+
+        small, big_json = json_body(workdir, 1), json_body(workdir, args.big_rows)
+        big_binary = binary_body(workdir, args.big_rows)
+        path = f"/v2/models/{name}/infer"
+        service_port, naive_port = free_port(), free_port()
+        env = {**os.environ, "MLP_REPOSITORY": str(version_dir.parents[1]),
+               "MLP_MODELS": f"{name}:{version_dir.name}", "MLP_PORT": str(service_port),
+               "MLP_HOST": "127.0.0.1", "MLP_CONTROL_ENABLED": "false",
+               "MLP_LOG_LEVEL": "warning"}
+        env.update(kv.split("=", 1) for kv in args.env)
+        bin_dir = Path(sys.executable).parent
+        service_cmd = [str(bin_dir / "mlp-serve")]
+        naive_cmd = [sys.executable, str(ROOT / "bench" / "naive_server.py"), str(model_file),
+                     str(naive_port)]
+
+        rows_table: list[tuple[str, int, Result, Result]] = []
+        with server(service_cmd, service_port, env, workdir / "service.log") as service_pid, \
+                server(naive_cmd, naive_port, dict(os.environ), workdir / "naive.log") as naive_pid:
+            for label, service_body, naive_body in (
+                ("1 row, JSON", small, small),
+                (f"{args.big_rows} rows, V2 binary (naive: JSON)", big_binary, big_json),
+            ):
+                check_answer(service_port, path, service_body)
+                check_answer(naive_port, path, naive_body)
+                for c in clients:
+                    print(f"  {label}: {c} clients ...", flush=True)
+                    s = run_load(f"http://127.0.0.1:{service_port}{path}", service_body, c,
+                                 args.duration, service_pid, workdir)
+                    n = run_load(f"http://127.0.0.1:{naive_port}{path}", naive_body, c,
+                                 args.duration, naive_pid, workdir)
+                    rows_table.append((label, c, s, n))
+
+        threads_env = env.get("MLP_ORT_THREADS", "1")
+        ort_service = onnxruntime_rows_s(model_file, args.big_rows, int(threads_env))
+        ort_default = onnxruntime_rows_s(model_file, args.big_rows, 0)
+
+    head = (f"{'req/s':>9} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+            f"{'cpu µs/req':>8}")
+    print(f"\n{'':44} | {'mlp-serve':^56} | {'naive FastAPI':^56}")
+    print(f"{'requests':34} {'clients':>9} | {head} | {head}")
+    for label, c, s, n in rows_table:
+        ratio = s.requests_s / n.requests_s if n.requests_s else float("nan")
+        print(f"{label:34} {c:9d} | {fmt(s)} | {fmt(n)}   x{ratio:.2f}")
+    print(f"\nin-process onnxruntime, {args.big_rows}-row batches: "
+          f"{ort_service:.0f} rows/s at intra_op_num_threads={threads_env} (the service's), "
+          f"{ort_default:.0f} rows/s at onnxruntime's default threads")
+    big = [s.rows_s for label, _, s, _ in rows_table if "binary" in label]
+    if big:
+        best = max(big)
+        print(f"best mlp-serve binary rows/s = {best:.0f} = "
+              f"{100 * best / ort_service:.0f}% of in-process (same threads), "
+              f"{100 * best / ort_default:.0f}% of in-process (default threads)")
+    ones = {c: (s, n) for label, c, s, n in rows_table if label.startswith("1 row")}
+    if 1 in ones:
+        s, n = ones[1]
+        print(f"1 client p50: mlp-serve {s.p50_ms:.2f} ms = {s.p50_ms / n.p50_ms:.2f}x naive")
+    print(f"load average after the run: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
