@@ -80,9 +80,11 @@ class DrainingServer(uvicorn.Server):
         if self.drain_started is not None and not self.should_exit:
             waited = time.monotonic() - self.drain_started
             idle = self.lifecycle.in_flight == 0
-            if (idle and waited >= self.settings.shutdown_delay_s) or (
-                waited >= self.settings.shutdown_grace_s
-            ):
+            grace = self.settings.shutdown_grace_s
+            if (idle and waited >= self.settings.shutdown_delay_s) or waited >= grace:
+                # uvicorn's own wait for open connections gets what is left of the grace
+                # (it only hands the value to asyncio.wait_for, so a float is fine).
+                self.config.timeout_graceful_shutdown = max(0.1, grace - waited)  # type: ignore[assignment]
                 self.should_exit = True
         return await super().on_tick(counter)
 
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)), server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
+        server_header=False,
     )
     configure_logging(settings.log_level)  # after Config, which sets uvicorn's levels itself
     server = DrainingServer(config, settings, app.state.lifecycle)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -244,7 +245,7 @@ def encode_predictions(labels: tuple[str, ...], outputs: dict[str, np.ndarray]) 
 
 
 def json_response(content: Any, status_code: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+                  headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson (numpy arrays included)."""
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code,
                     headers=headers, media_type=JSON_TYPE)

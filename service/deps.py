@@ -15,17 +15,17 @@ from service.settings import Settings
 
 def get_dataplane(request: Request) -> DataPlane:
     """The app's DataPlane (built in create_app)."""
-    return request.app.state.dataplane  # type: ignore[no-any-return]
+    return request.app.state.dataplane
 
 
 def get_manager(request: Request) -> ModelManager:
     """The app's ModelManager."""
-    return request.app.state.manager  # type: ignore[no-any-return]
+    return request.app.state.manager
 
 
 def get_settings(request: Request) -> Settings:
     """The app's Settings."""
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def require_api_key(request: Request) -> None:
