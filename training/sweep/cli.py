@@ -11,15 +11,16 @@ import argparse
 import hashlib
 import json
 import logging
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.config import ConfigError, TrainConfig, load_config, validate_config
-from training.sweep.best import publish_best
 from training.sweep.grid import SweepError, SweepSpec, expand, load_spec
-from training.sweep.record import TrialRecord
-from training.sweep.results import best_trial, write_report
-from training.sweep.runner import cores, run_trials, threads_per_worker
+
+if TYPE_CHECKING:
+    from training.sweep.record import TrialRecord
 
 log = logging.getLogger("training.sweep")
 
@@ -28,10 +29,21 @@ log = logging.getLogger("training.sweep")
 PLACEMENT_FIELDS = {"runs_dir", "repository", "threads", "data_cache"}
 
 
+def cores() -> int:
+    """CPUs this process may use (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    return len(os.sched_getaffinity(0))
+
+
 def default_workers() -> int:
     """One single-threaded worker per core: measured faster than fewer, wider workers for these
     small MLPs (docs/hidden-layers.md, "Workers and threads")."""
     return cores()
+
+
+def fail(message: str) -> int:
+    """One line on stderr and exit code 1, as every other mlp-train failure."""
+    print(f"mlp-train sweep: error: {message}", file=sys.stderr)
+    return 1
 
 
 def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -84,8 +96,12 @@ def claim_folder(out: Path, identity: dict[str, Any]) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """0: every trial has a record (failed trials included); 1: trials lost or none succeeded,
-    or publishing failed; 2: a bad option, preset or sweep file. Re-run to resume."""
+    """0: every trial has a record (failed trials included); 1: a bad option, preset or sweep
+    file, trials lost, none succeeded, or publishing failed. Re-run to resume."""
+    # Imported here, not at the top: `mlp-train --help` should not wait for torch to load.
+    from training.sweep.results import best_trial, write_report
+    from training.sweep.runner import run_trials
+
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         level=logging.WARNING if args.quiet else logging.INFO)
     try:
@@ -99,13 +115,13 @@ def run_sweep(args: argparse.Namespace) -> int:
                     "preset": str(args.config), "base": base}
         claim_folder(out, identity)
     except (SweepError, ConfigError) as error:
-        print(f"error: {error}")
-        return 2
+        return fail(str(error))
     trials = expand(spec)
     try:
         outcome = run_trials(out, base, trials, workers=workers)
     except KeyboardInterrupt:
-        print(f"interrupted; finished trials are kept in {out}/trials, re-run to resume")
+        print(f"mlp-train sweep: interrupted; finished trials are kept in {out / 'trials'}, "
+              "re-run the same command to resume", file=sys.stderr)
         return 130
     write_report(outcome.records, out, f"Sweep {identity['sweep_id']}")
     failed = [r for r in outcome.records if r.status == "failed"]
@@ -114,8 +130,8 @@ def run_sweep(args: argparse.Namespace) -> int:
           f"{out / 'results.md'}")
     best = best_trial(outcome.records)
     if outcome.lost or best is None:
-        print(f"error: {len(outcome.lost)} trials lost, {len(failed)} failed; re-run to retry")
-        return 1
+        return fail(f"{len(outcome.lost)} trials lost (worker died), {len(failed)} failed, "
+                    "none usable; re-run the same command to retry the lost ones")
     print(f"best: {best.trial_id} val {best.val_accuracy:.4f} test {best.test_accuracy:.4f} "
           f"{best.overrides}")
     if args.publish_best:
@@ -123,13 +139,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def publish(best: TrialRecord, identity: str, *, quiet: bool) -> int:
+def publish(best: "TrialRecord", identity: str, *, quiet: bool) -> int:
     """Publish with every core's threads: the sweep's workers are done by now."""
+    from training.sweep.best import publish_best
+
     try:
-        folder = publish_best(best, sweep_id=identity, threads=threads_per_worker(1),
-                              quiet=quiet)
-    except Exception as error:  # DataError, TrainingError, ExportError, PublishError
-        print(f"error: publishing trial {best.trial_id} failed: {error}")
-        return 1
+        folder = publish_best(best, sweep_id=identity, threads=cores(), quiet=quiet)
+    except Exception as error:  # DataError, TrainingError, ExportError, PublishError, OSError
+        return fail(f"publishing trial {best.trial_id}: {error}")
     print(f"published {folder}")
     return 0

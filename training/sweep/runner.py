@@ -5,15 +5,16 @@ each gets cores // workers torch threads so the workers never fight over cores. 
 written the moment its trial ends, so killing the sweep loses at most the trials in flight.
 """
 
+import itertools
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.sweep.cli import cores
 from training.sweep.grid import Overrides, trial_id
 from training.sweep.record import TrialRecord, read_record, write_record
 from training.sweep.trial import TrialJob, run_trial
@@ -33,13 +34,19 @@ class SweepOutcome:
     lost: list[str] = field(default_factory=list)  # trial ids whose worker process died
 
 
-def cores() -> int:
-    """CPUs this process may use (respects taskset/cgroup affinity, unlike os.cpu_count)."""
-    return len(os.sched_getaffinity(0))
-
-
 def threads_per_worker(workers: int) -> int:
     return max(1, cores() // workers)
+
+
+def estimated_cost(values: dict[str, Any]) -> float:
+    """Rough work of a trial (weights x epochs): the runner starts the biggest trials first,
+    so no worker is left alone with a long trial at the end (longest-processing-time first)."""
+    try:
+        sizes = [784, *values.get("hidden_sizes", []), 10]
+        weights = sum(a * b for a, b in itertools.pairwise(sizes))
+        return float(weights * int(values.get("epochs", 1)))
+    except (TypeError, ValueError):
+        return 0.0  # an invalid config fails at once; its cost does not matter
 
 
 def init_worker(threads: int) -> None:
@@ -67,6 +74,7 @@ def run_trials(
             done[record.trial_id] = record
         else:
             todo.append(overrides)
+    todo.sort(key=lambda overrides: estimated_cost({**base, **overrides}), reverse=True)
     workers = max(1, min(workers, len(todo)))
     threads = threads_per_worker(workers)
     pending = [TrialJob(trial_id(o), dict(o), dict(base), str(sweep_dir), threads) for o in todo]
