@@ -36,7 +36,7 @@ class ReliabilityConfig(BaseSettings):
     fuzz_cases: int = Field(0, ge=0)
     """Hand-written hypothesis tensor cases sent to the real server (default 1,000, long 10,000)."""
     openapi_examples: int = Field(0, ge=0)
-    """schemathesis examples per API operation (default 25, long 250)."""
+    """schemathesis examples per API operation and mode (default 10, long 100)."""
     crash_runs: int = Field(0, ge=0)
     """SIGKILLed `mlp-train` runs (default 3, long 10); publish-only kills are 4x this."""
     seed: int = 20261129
@@ -46,7 +46,7 @@ class ReliabilityConfig(BaseSettings):
     def _fill_defaults(self) -> ReliabilityConfig:
         """Unset (0) knobs take the default or the long value."""
         defaults = {"load_seconds": (30, 300), "fuzz_cases": (1000, 10_000),
-                    "openapi_examples": (25, 250), "crash_runs": (3, 10)}
+                    "openapi_examples": (10, 100), "crash_runs": (3, 10)}
         for name, (short, long) in defaults.items():
             if not getattr(self, name):
                 setattr(self, name, long if self.long else short)

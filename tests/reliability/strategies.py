@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import numpy as np
 from hypothesis import strategies as st
@@ -29,7 +30,7 @@ class FuzzRequest:
     kind: str
     path: str
     body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | bytes] = field(default_factory=dict)
     valid: bool | None = None
     rows: np.ndarray | None = None
 
@@ -53,7 +54,7 @@ def _nest(flat: list[object], shape: list[int]) -> object:
     return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
-JSON_HEADERS = {"content-type": "application/json"}
+JSON_HEADERS: dict[str, str | bytes] = {"content-type": "application/json"}
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
@@ -67,7 +68,7 @@ json_values = st.recursive(
 
 
 @st.composite
-def garbage_json(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
+def garbage_json(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
     """Any JSON value, or a V2-looking object with random fields."""
     body = draw(st.one_of(
         json_values,
@@ -75,12 +76,12 @@ def garbage_json(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
                                                                   "parameters": json_values,
                                                                   "id": json_values}),
     ))
-    return FuzzRequest("garbage-json", draw(st.sampled_from(paths)),
+    return FuzzRequest("garbage-json", draw(paths),
                        json.dumps(body).encode(), dict(JSON_HEADERS))
 
 
 @st.composite
-def random_tensor(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
+def random_tensor(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
     """A structurally V2 request with random name, shape, datatype and data."""
     shape = draw(st.lists(st.integers(-3, 2**40) | st.integers(0, 800), min_size=0, max_size=4))
     data_kind = draw(st.sampled_from(["numbers", "strings", "mixed", "nested-wrong", "empty"]))
@@ -105,12 +106,12 @@ def random_tensor(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
     body = {"inputs": draw(st.lists(st.just(tensor), min_size=1, max_size=2))}
     # An exact [n, 784] FP32 "input" with n*784 numbers is the only valid form; everything
     # drawn here has <= 20 numbers, so it is invalid unless it is an empty batch.
-    return FuzzRequest("random-tensor", draw(st.sampled_from(paths)),
+    return FuzzRequest("random-tensor", draw(paths),
                        json.dumps(body).encode(), dict(JSON_HEADERS))
 
 
 @st.composite
-def shaped_tensor(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
+def shaped_tensor(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
     """A [n, 784] "input" tensor: in-range pixels (valid) or extreme / non-finite values."""
     n = draw(st.integers(1, 4))
     seed = draw(st.integers(0, 2**32 - 1))
@@ -138,13 +139,13 @@ def shaped_tensor(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
     datatype = "FP32" if valid is not False else draw(st.sampled_from(["FP32", "FP64"]))
     body = {"id": str(seed), "inputs": [{"name": "input", "shape": shape, "datatype": datatype,
                                          "data": data}]}
-    return FuzzRequest(f"shaped-{mode}", draw(st.sampled_from(paths)),
+    return FuzzRequest(f"shaped-{mode}", draw(paths),
                        json.dumps(body, allow_nan=True).encode(), dict(JSON_HEADERS),
                        valid=valid, rows=rows if valid else None)
 
 
 @st.composite
-def binary_tensor(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
+def binary_tensor(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
     """Binary tensor extension: JSON header + raw little-endian bytes, lengths right or wrong."""
     n = draw(st.integers(1, 3))
     rows = _rows(draw(st.integers(0, 2**32 - 1)), n, None)
@@ -166,7 +167,7 @@ def binary_tensor(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
     params = {} if defect == "no-size" else {"binary_data_size": declared}
     header = json.dumps({"inputs": [{"name": "input", "shape": [n, FEATURES],
                                      "datatype": datatype, "parameters": params}]}).encode()
-    header_len: str = str(len(header))
+    header_len: str | bytes = str(len(header))
     if defect == "header-len-wrong":
         header_len = str(len(header) + draw(st.sampled_from([-5, -1, 1, 7])))
     elif defect == "header-len-huge":
@@ -174,12 +175,15 @@ def binary_tensor(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
     elif defect == "header-len-negative":
         header_len = "-1"
     elif defect == "header-len-text":
-        header_len = draw(st.sampled_from(["abc", "", "1e3", " 12 "]))
-    headers = {"content-type": "application/octet-stream", BINARY_HEADER: header_len}
+        # latin-1 bytes such as b"\xb2" decode to '²', for which str.isdigit() is True
+        header_len = draw(st.sampled_from(["abc", "", "1e3", " 12 ", "+12", "0x10", b"\xb2",
+                                           b"\xb9\xb2"]))
+    headers: dict[str, str | bytes] = {"content-type": "application/octet-stream",
+                                       BINARY_HEADER: header_len}
     valid: bool | None = defect == "none" and datatype == "FP32"
     if defect == "none" and datatype in {"FP64", "UINT8", "INT64"}:
         valid = None  # a server may convert other numeric types or refuse them
-    return FuzzRequest(f"binary-{datatype}-{defect}", draw(st.sampled_from(paths)),
+    return FuzzRequest(f"binary-{datatype}-{defect}", draw(paths),
                        header + raw, headers, valid=valid, rows=rows if valid else None)
 
 
@@ -200,19 +204,29 @@ def v1_instances(draw: st.DrawFn, name: str) -> FuzzRequest:
 
 
 @st.composite
-def raw_garbage(draw: st.DrawFn, paths: list[str]) -> FuzzRequest:
+def raw_garbage(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
     """Bytes that are not JSON at all, with a random content type."""
     body = draw(st.binary(max_size=64) | st.sampled_from([b"", b"{", b'{"inputs": [', b"\xff\xfe",
                                                           b"null", b"[]", b'"x"']))
     ctype = draw(st.sampled_from(["application/json", "text/plain", "application/octet-stream",
                                   "multipart/form-data"]))
-    return FuzzRequest("raw-garbage", draw(st.sampled_from(paths)), body, {"content-type": ctype})
+    return FuzzRequest("raw-garbage", draw(paths), body, {"content-type": ctype})
+
+
+# Version path segments: odd spellings of numbers, and Unicode digits (str.isdigit() accepts
+# '²' and '١', int() accepts only the latter).
+odd_versions = st.sampled_from(["0", "01", "-1", "+1", "1.0", "1e3", " 1", "99999999999999999999",
+                                "²", "١", "1²", "%2e%2e"]) | st.text(
+    st.characters(categories=["Nd", "No"]), min_size=1, max_size=3)
 
 
 def fuzz_requests(name: str, version: str) -> st.SearchStrategy[FuzzRequest]:
     """Everything above, aimed at the served model (latest and pinned version) and unknown ones."""
-    good = [f"/v2/models/{name}/infer", f"/v2/models/{name}/versions/{version}/infer"]
-    any_path = [*good, "/v2/models/no-such-model/infer", f"/v2/models/{name}/versions/999/infer"]
+    good = st.sampled_from([f"/v2/models/{name}/infer",
+                            f"/v2/models/{name}/versions/{version}/infer"])
+    any_path = good | st.sampled_from(["/v2/models/no-such-model/infer",
+                                       f"/v2/models/{name}/versions/999/infer"]) | odd_versions.map(
+        lambda v: f"/v2/models/{name}/versions/{quote(v, safe='%')}/infer")
     return st.one_of(
         garbage_json(any_path), random_tensor(any_path), shaped_tensor(good),
         binary_tensor(good), v1_instances(name), raw_garbage(any_path),

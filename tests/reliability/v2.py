@@ -63,15 +63,20 @@ class Reference:
 
     def mismatch(self, rows: np.ndarray, answer: Answer) -> str:
         """'' when `answer` is onnxruntime's result for `rows`, else what differs."""
-        probabilities, labels = self.run(rows)
-        if answer.probabilities.shape != probabilities.shape:
-            return f"probabilities shape {answer.probabilities.shape} != {probabilities.shape}"
-        if not np.array_equal(answer.labels, labels):
-            return f"labels {answer.labels.tolist()} != {labels.tolist()}"
-        if not np.allclose(answer.probabilities, probabilities, rtol=RTOL, atol=ATOL):
-            diff = float(np.max(np.abs(answer.probabilities - probabilities)))
-            return f"probabilities differ by up to {diff:.3g}"
-        return ""
+        return compare(self.run(rows), answer)
+
+
+def compare(expected: tuple[np.ndarray, np.ndarray], answer: Answer) -> str:
+    """'' when `answer` carries the `expected` (probabilities, labels), else what differs."""
+    probabilities, labels = expected
+    if answer.probabilities.shape != probabilities.shape:
+        return f"probabilities shape {answer.probabilities.shape} != {probabilities.shape}"
+    if not np.array_equal(answer.labels, labels):
+        return f"labels {answer.labels.tolist()} != {labels.tolist()}"
+    if not np.allclose(answer.probabilities, probabilities, rtol=RTOL, atol=ATOL):
+        diff = float(np.max(np.abs(answer.probabilities - probabilities)))
+        return f"probabilities differ by up to {diff:.3g}"
+    return ""
 
 
 def error_shape_problem(status: int, content: bytes) -> str:
