@@ -1,6 +1,9 @@
 """Bytes on the wire <-> numpy: bodies read under a size limit, V2 JSON and binary tensors, V1.
 
 Nothing here knows about models; `dataplane` checks tensors against the served model.
+Datatype rule: every numeric V2 datatype but BOOL and BF16 is decoded as sent; `dataplane`
+range-checks it (0..255) and only then converts to float32, so nothing overflows and integers
+stay exact (FP64 fractions round to the nearest float32). BOOL, BYTES and BF16 are refused.
 """
 
 from __future__ import annotations

@@ -73,6 +73,27 @@ class DataPlane:
             "parameters": {"labels": list(model.labels), "sha256": model.sha256},
         }
 
+    def model_config(self, name: str, version: int | None) -> dict[str, Any]:
+        """GET /v2/models/{name}/config: Triton's model configuration, for tritonclient."""
+        model = self.manager.get(name, version).model
+
+        def tensors(specs: tuple[Any, ...]) -> list[dict[str, Any]]:
+            return [{"name": t.name, "data_type": f"TYPE_{t.datatype}",
+                     "dims": list(t.shape[1:]) or [1]} for t in specs]
+
+        return {
+            "name": model.name,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": self.settings.max_rows_per_request,
+            "input": tensors(model.inputs),
+            "output": tensors(model.outputs),
+            "dynamic_batching": {"max_queue_delay_microseconds":
+                                 int(self.settings.max_queue_delay_ms * 1000),
+                                 "preferred_batch_size": [self.settings.max_batch_size]},
+            "version_policy": {"specific": {"versions": [model.version]}},
+        }
+
     def rows(self, array: np.ndarray, field: str) -> np.ndarray:
         """Check one tensor of raw pixels and return it as float32 [n, 784]."""
         shape = list(array.shape)

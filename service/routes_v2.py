@@ -30,7 +30,12 @@ INFER_BODY = {
         "required": True,
         "description": "A V2 InferenceRequest as JSON; with the binary tensor data extension, "
         "the JSON header (its length in the Inference-Header-Content-Length header) followed "
-        "by the raw little-endian tensor bytes.",
+        "by the raw little-endian tensor bytes. Input `input` has shape [N, 784] of raw pixel "
+        "values 0..255. Datatype rule: FP32 is native; UINT8..UINT64, INT8..INT64, FP16 and "
+        "FP64 are converted to float32 after the 0..255 check (so the conversion is exact for "
+        "integers and never overflows); BOOL, BYTES and BF16 are refused with 400. JSON data "
+        "may be flat or nested; integer datatypes refuse fractional JSON numbers. Any "
+        "Content-Type is accepted; Content-Encoding gzip or deflate is decoded.",
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -71,6 +76,18 @@ async def model_metadata(name: str, dataplane: DataPlaneDep) -> Response:
 async def model_version_metadata(name: str, version: str, dataplane: DataPlaneDep) -> Response:
     """Metadata of one version (404 unless it is the served one)."""
     return codec.json_response(dataplane.model_metadata(name, parse_version(version)))
+
+
+@router.get("/v2/models/{name}/config", responses=ERRORS)
+async def model_config(name: str, dataplane: DataPlaneDep) -> Response:
+    """Triton-style model configuration (batching limits, tensors) of the served version."""
+    return codec.json_response(dataplane.model_config(name, None))
+
+
+@router.get("/v2/models/{name}/versions/{version}/config", responses=ERRORS)
+async def model_version_config(name: str, version: str, dataplane: DataPlaneDep) -> Response:
+    """Triton-style model configuration of one version (404 unless it is the served one)."""
+    return codec.json_response(dataplane.model_config(name, parse_version(version)))
 
 
 @router.get("/v2/models/{name}/ready", response_model=ReadyResponse, responses=ERRORS)

@@ -18,8 +18,6 @@ from service.settings import Settings
 from tests.service.model_repo import write_model
 from tests.service.servers import API_KEY, ServerProcess, serve_in_thread
 
-__all__ = ["API_KEY", "ServerProcess", "serve_in_thread"]
-
 DATA = Path(__file__).parent / "data"
 MODEL = "mnist-mlp"
 

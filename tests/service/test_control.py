@@ -11,8 +11,9 @@ import pytest
 from fastapi import FastAPI
 
 from service.app import create_app
-from tests.service.conftest import API_KEY, MODEL, pixels, reference, serve_in_thread, settings_for
+from tests.service.conftest import MODEL, pixels, reference, settings_for
 from tests.service.model_repo import write_model
+from tests.service.servers import API_KEY, serve_in_thread
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 LOAD = f"/v2/repository/models/{MODEL}/load"

@@ -13,7 +13,8 @@ import pytest
 from httpx import Client
 
 from service.app import create_app
-from tests.service.conftest import MODEL, serve_in_thread, settings_for
+from tests.service.conftest import MODEL, settings_for
+from tests.service.servers import serve_in_thread
 
 INFER = f"/v2/models/{MODEL}/infer"
 ROW = [0] * 784

@@ -9,7 +9,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.service.conftest import API_KEY, MODEL, ServerProcess, pixels, reference
+from tests.service.conftest import MODEL, pixels, reference
+from tests.service.servers import API_KEY, ServerProcess
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -69,6 +70,9 @@ def test_health_metadata_and_errors(triton_client: triton.InferenceServerClient)
     assert triton_client.is_model_ready(MODEL) and not triton_client.is_model_ready("nope")
     assert triton_client.get_server_metadata()["extensions"] == [
         "binary_tensor_data", "model_repository"]
+    config = triton_client.get_model_config(MODEL)
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [784]}]
+    assert config["max_batch_size"] == 64
     metadata = triton_client.get_model_metadata(MODEL)
     assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 784]}]
     with pytest.raises(InferenceServerException) as error:
