@@ -416,3 +416,25 @@ def test_client_timeout_parameter_shortens_the_deadline(shared_client: Client) -
     response = shared_client.post(INFER, content=v2([1, 784], ROW, parameters={"timeout": 1}))
     assert response.status_code == 504
     assert response.json()["error"].startswith("request timed out after ")
+
+
+def test_validation_and_unexpected_errors_use_the_same_shape(repo: Path) -> None:
+    """FastAPI's own validation errors and crashes are rendered as {"error": ...} too."""
+    app = create_app(settings_for(repo))
+
+    @app.get("/test/typed")
+    async def typed(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    @app.get("/test/crash")
+    async def crash() -> None:
+        raise RuntimeError("boom with a secret path /etc/x")
+
+    with serve_in_thread(app) as client:
+        invalid = client.get("/test/typed", params={"n": "seven"})
+        crashed = client.get("/test/crash")
+    assert (invalid.status_code, invalid.json()) == (400, {
+        "error": "query.n: Input should be a valid integer, unable to parse string as an "
+        "integer (received 'seven')"})
+    assert (crashed.status_code, crashed.json()) == (
+        500, {"error": "internal server error; see the server log"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,10 @@ def test_every_field_is_documented_and_has_a_flag() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, name
         assert "--" + name.replace("_", "-") in flags
+
+
+def test_only_settings_reads_the_environment() -> None:
+    service = Path(__file__).resolve().parents[2] / "service"
+    readers = sorted(path.name for path in service.glob("*.py")
+                     if re.search(r"os\.environ|getenv\(", path.read_text()))
+    assert set(readers) <= {"settings.py"}
