@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.conftest import MODEL, payload
+from service.app import create_app
+from tests.service.conftest import MODEL, payload, settings_for
+from tests.service.model_repo import write_model
+from tests.service.servers import serve_in_thread
 
 
 def test_health_and_server_metadata(shared_client: httpx.Client) -> None:
@@ -83,3 +87,18 @@ def test_openapi_documents_raw_bodies(shared_client: httpx.Client) -> None:
         schema["paths"]["/v2/models/{name}/infer"]["post"].get("parameters", []))
     docs = shared_client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_two_models_one_pinned(tmp_path: Path) -> None:
+    write_model(tmp_path, "digits", 1)
+    write_model(tmp_path, "digits", 2)
+    write_model(tmp_path, "fashion", 3, classes=4)
+    app = create_app(settings_for(tmp_path, models="digits:1, fashion"))
+    with serve_in_thread(app) as client:
+        assert client.get("/v2/models/digits").json()["versions"] == ["1"]
+        fashion = client.get("/v2/models/fashion").json()
+        assert fashion["versions"] == ["3"]
+        assert fashion["outputs"][0]["shape"] == [-1, 4]
+        predicted = client.post("/v1/models/fashion:predict", json={"instances": [[0] * 784]})
+        assert len(predicted.json()["predictions"][0]["probabilities"]) == 4
+        assert client.get("/v2/models/mnist-mlp").status_code == 404
