@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     """TCP port to listen on."""
     api_key: SecretStr = SecretStr("")
-    """Key for the model-control endpoints (Authorization: Bearer <key> or X-API-Key)."""
+    """Model-control key (Bearer or X-API-Key header); prefer the env var, flags show in ps."""
     control_enabled: bool = True
     """Serve the model-control endpoints (load/unload/index); needs a strong api_key."""
     max_batch_size: int = Field(64, ge=1)
