@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from training.sweep.cli import add_sweep_parser, run_sweep
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, metavar="SOURCE",
                           help="data source as in the config's `data` key, e.g. mnist-5k")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_sweep_parser(commands)
     return parser
 
 
@@ -98,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "evaluate": run_evaluate}
     try:
+        if args.command == "sweep":
+            return run_sweep(args)  # reports its own per-trial failures and exit code
         handlers[args.command](args)
     except expected_errors() as error:
         print(f"mlp-train {args.command}: error: {error}", file=sys.stderr)

@@ -1,7 +1,10 @@
 """`mlp-train sweep`: run a hidden-layer study from a training preset and a sweep file.
 
-    mlp-train sweep --config training/configs/fashion-mnist.toml \
-        --grid training/configs/sweeps/fashion-hidden-layers.toml --out runs/sweeps/fashion
+    mlp-train sweep --grid training/configs/sweeps/fashion-hidden-layers.toml
+    mlp-train sweep --config my-preset.toml --grid my-sweep.toml --out runs/sweeps/mine
+
+Every trial starts from the preset (--config, default mnist-5k), then the sweep file's [base],
+then its own values; results go to --out (default runs/sweeps/<sweep file name>).
 
 Re-running the same command resumes: finished trials (one JSON each under <out>/trials/) are
 skipped, and the table and plots are rebuilt from every record.
@@ -111,8 +114,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         if workers < 1:
             raise SweepError(f"--workers must be at least 1, got {workers}")
         out = args.out or Path("runs") / "sweeps" / args.grid.stem
-        identity = {"sweep_id": sweep_id(args.grid.stem, base), "grid": str(args.grid),
-                    "preset": str(args.config), "base": base}
+        identity: dict[str, Any] = {"sweep_id": sweep_id(args.grid.stem, base),
+                                    "grid": str(args.grid), "preset": str(args.config),
+                                    "base": base}
         claim_folder(out, identity)
     except (SweepError, ConfigError) as error:
         return fail(str(error))
