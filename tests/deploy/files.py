@@ -1,6 +1,8 @@
 """Paths and parsers the deployment tests share: files under test, read the way tools read them."""
 
+import fnmatch
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -46,3 +48,21 @@ def stages(path: Path) -> list[list[dict[str, Any]]]:
         if grouped:
             grouped[-1].append(instruction)
     return grouped
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(relative: str) -> bool:
+    """Docker's rule: the last matching pattern wins; `!` re-includes; a folder covers its files."""
+    parts = relative.split("/")
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    verdict = False
+    for pattern in dockerignore_patterns():
+        negate, pattern = pattern.startswith("!"), pattern.lstrip("!")
+        regex = fnmatch.translate(pattern).replace(".*.*/", "(.*/)?")
+        if any(re.match(regex, c) for c in candidates):
+            verdict = not negate
+    return verdict

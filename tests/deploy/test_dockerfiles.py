@@ -1,6 +1,5 @@
 """Lint of both Dockerfiles and the build context: the rules hadolint and reviewers would apply."""
 
-import fnmatch
 import json
 import re
 import shlex
@@ -14,6 +13,7 @@ from tests.deploy.files import (
     ROOT,
     SERVICE_DOCKERFILE,
     dockerfile_instructions,
+    ignored,
     stages,
 )
 
@@ -95,24 +95,6 @@ def test_service_healthcheck_asks_the_ready_endpoint() -> None:
     command = json.loads(healthcheck[healthcheck.index("CMD") + 3:])
     assert command[:2] == ["python", "-c"]
     assert "/v2/health/ready" in command[2] and "MLP_PORT" in command[2]
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def ignored(relative: str) -> bool:
-    """Docker's rule: the last matching pattern wins; `!` re-includes; a folder covers its files."""
-    parts = relative.split("/")
-    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
-    verdict = False
-    for pattern in dockerignore_patterns():
-        negate, pattern = pattern.startswith("!"), pattern.lstrip("!")
-        regex = fnmatch.translate(pattern).replace(".*.*/", "(.*/)?")
-        if any(re.match(regex, c) for c in candidates):
-            verdict = not negate
-    return verdict
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
