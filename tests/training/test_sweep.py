@@ -4,7 +4,6 @@ One sweep is run for the module (it is the slow part, ~40 s on 2 cores); the tes
 its table, plots, the failed trial's record, resuming, and publishing the best trial.
 """
 
-import argparse
 import csv
 import hashlib
 import json
@@ -16,8 +15,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from training.cli import main
 from training.data import load_dataset
-from training.sweep.cli import add_sweep_parser
 from training.sweep.results import COLUMNS, PLOTS
 
 pytestmark = pytest.mark.slow
@@ -49,10 +48,8 @@ class Sweep:
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="mlp-train")
-    add_sweep_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
+    """`mlp-train ...` in this process (the trials still run in spawned workers)."""
+    return main(list(argv))
 
 
 def trainings(out: Path) -> list[Path]:

@@ -15,12 +15,14 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.config import ConfigError, TrainConfig, load_config, validate_config
-from training.sweep.grid import SweepError, SweepSpec, expand, load_spec
+from training.sweep.grid import Overrides, SweepError, SweepSpec, expand, load_spec
 
 if TYPE_CHECKING:
     from training.sweep.record import TrialRecord
@@ -98,9 +100,34 @@ def claim_folder(out: Path, identity: dict[str, Any]) -> None:
     marker.write_text(json.dumps(identity, indent=2) + "\n")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A checked sweep, ready to run: nothing has been trained yet."""
+
+    trials: list[Overrides]
+    base: dict[str, Any]
+    workers: int
+    out: Path
+    sweep_id: str
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Read and check every input, claim the output folder; raises SweepError or ConfigError."""
+    spec = load_spec(args.grid, TrainConfig.model_fields)
+    base = base_values(args.config, spec)
+    workers = args.workers or default_workers()
+    if workers < 1:
+        raise SweepError(f"--workers must be at least 1, got {workers}")
+    out = args.out or Path("runs") / "sweeps" / args.grid.stem
+    identity = sweep_id(args.grid.stem, base)
+    claim_folder(out, {"sweep_id": identity, "grid": str(args.grid),
+                       "preset": str(args.config), "base": base})
+    return Plan(expand(spec), base, workers, out, identity)
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """0: every trial has a record (failed trials included); 1: a bad option, preset or sweep
-    file, trials lost, none succeeded, or publishing failed. Re-run to resume."""
+    file, trials lost, none succeeded, or publishing failed; 130: interrupted. Re-run to resume."""
     # Imported here, not at the top: `mlp-train --help` should not wait for torch to load.
     from training.sweep.results import best_trial, write_report
     from training.sweep.runner import run_trials
@@ -108,38 +135,34 @@ def run_sweep(args: argparse.Namespace) -> int:
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         level=logging.WARNING if args.quiet else logging.INFO)
     try:
-        spec = load_spec(args.grid, TrainConfig.model_fields)
-        base = base_values(args.config, spec)
-        workers = args.workers or default_workers()
-        if workers < 1:
-            raise SweepError(f"--workers must be at least 1, got {workers}")
-        out = args.out or Path("runs") / "sweeps" / args.grid.stem
-        identity: dict[str, Any] = {"sweep_id": sweep_id(args.grid.stem, base),
-                                    "grid": str(args.grid), "preset": str(args.config),
-                                    "base": base}
-        claim_folder(out, identity)
+        sweep = plan(args)
     except (SweepError, ConfigError) as error:
         return fail(str(error))
-    trials = expand(spec)
+    # `kill` (SIGTERM) then stops the sweep as Ctrl-C does: workers ended, records kept.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        outcome = run_trials(out, base, trials, workers=workers)
+        outcome = run_trials(sweep.out, sweep.base, sweep.trials, workers=sweep.workers)
     except KeyboardInterrupt:
-        print(f"mlp-train sweep: interrupted; finished trials are kept in {out / 'trials'}, "
-              "re-run the same command to resume", file=sys.stderr)
+        print(f"mlp-train sweep: interrupted; finished trials are kept in "
+              f"{sweep.out / 'trials'}, re-run the same command to resume", file=sys.stderr)
         return 130
-    write_report(outcome.records, out, f"Sweep {identity['sweep_id']}")
-    failed = [r for r in outcome.records if r.status == "failed"]
-    print(f"sweep {identity['sweep_id']}: {len(outcome.records)}/{len(trials)} trials "
-          f"({outcome.ran} run now, {outcome.skipped} resumed, {len(failed)} failed) -> "
-          f"{out / 'results.md'}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    write_report(outcome.records, sweep.out, f"Sweep {sweep.sweep_id}")
+    failed = sum(r.status == "failed" for r in outcome.records)
+    print(f"sweep {sweep.sweep_id}: {len(outcome.records)}/{len(sweep.trials)} trials "
+          f"({outcome.ran} run now, {outcome.skipped} resumed, {failed} failed) -> "
+          f"{sweep.out / 'results.md'}")
+    if outcome.lost:
+        return fail(f"{len(outcome.lost)} trials lost (their worker process died); "
+                    "re-run the same command to run them again")
     best = best_trial(outcome.records)
-    if outcome.lost or best is None:
-        return fail(f"{len(outcome.lost)} trials lost (worker died), {len(failed)} failed, "
-                    "none usable; re-run the same command to retry the lost ones")
+    if best is None:
+        return fail(f"all {failed} trials failed; see the error column of results.md")
     print(f"best: {best.trial_id} val {best.val_accuracy:.4f} test {best.test_accuracy:.4f} "
           f"{best.overrides}")
     if args.publish_best:
-        return publish(best, identity["sweep_id"], quiet=args.quiet)
+        return publish(best, sweep.sweep_id, quiet=args.quiet)
     return 0
 
 

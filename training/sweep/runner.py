@@ -99,13 +99,19 @@ def run_trials(
             futures: dict[Future[TrialRecord], TrialJob] = {
                 pool.submit(trial_function, job): job for job in pending
             }
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    finish(future.result())
-                except Exception as error:  # the worker died (killed, out of memory)
-                    log.error("trial %s lost, its worker process died: %s", job.trial_id, error)
-                    lost.append(job.trial_id)
+            try:
+                for future in as_completed(futures):
+                    job = futures[future]
+                    try:
+                        finish(future.result())
+                    except Exception as error:  # the worker died (killed, out of memory)
+                        log.error("trial %s lost, its worker died: %s", job.trial_id, error)
+                        lost.append(job.trial_id)
+            except BaseException:  # Ctrl-C or SIGTERM: stop the workers too, keep the records
+                pool.shutdown(wait=False, cancel_futures=True)
+                for worker in multiprocessing.active_children():
+                    worker.terminate()
+                raise
     records = [done[trial_id(o)] for o in trials if trial_id(o) in done]
     return SweepOutcome(records, ran=len(pending) - len(lost), skipped=skipped, lost=lost)
 
