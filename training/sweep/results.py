@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from training.sweep.record import TrialRecord
 
@@ -105,6 +106,7 @@ def plot_depth(records: Sequence[TrialRecord], path: Path, group: str) -> None:
         ax.plot(depths, [line[d] for d in depths], marker="o", label=f"{group} {key}")
     if not best and shared:
         ax.plot(sorted(shared), [shared[d] for d in sorted(shared)], marker="o", label="depth 0")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="hidden layers (depth)", ylabel="best validation accuracy",
            title=f"Accuracy vs depth by {group}")
     ax.grid(alpha=0.3)
@@ -148,10 +150,18 @@ def plot_latency(records: Sequence[TrialRecord], path: Path) -> None:
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.6, label="trial")
-    front = [points[i] for i in pareto_front(points)]
+    front = pareto_front(points)
     if front:
-        ax.plot([p[0] for p in front], [p[1] for p in front], "r-o", ms=5, label="Pareto front")
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "r-o", ms=5,
+                drawstyle="steps-post", label="Pareto front")
+        for i in front:
+            shape = (ok[i].config or {}).get("hidden_sizes")
+            ax.annotate(str(shape).replace(" ", ""), points[i], xytext=(3, -9),
+                        textcoords="offset points", fontsize=6, color="darkred")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        ax.tick_params(axis="x", which="minor", labelsize=6)
     ax.set(xlabel="onnxruntime latency per row, batch 1 (µs, 1 thread)",
            ylabel="validation accuracy", title="Accuracy vs serving latency")
     ax.grid(alpha=0.3, which="both")
