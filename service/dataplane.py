@@ -165,6 +165,21 @@ class DataPlane:
                                      "replica")
         return self.manager.get(name, version)
 
+    async def infer_v2(
+        self, name: str, version: int | None, request: InferenceRequest,
+        tensors: dict[str, np.ndarray],
+    ) -> tuple[ModelVersion, list[tuple[str, np.ndarray, bool]]]:
+        """Run a decoded V2 request on the version served now; (model, [(output, array, binary?)]).
+
+        The lookup comes after the body was read (a swap may have drained the version seen on
+        arrival); from the lookup to the batcher's queue there is no await, so it cannot change.
+        """
+        served = self.manager.get(name, version)
+        rows = self.v2_rows(served.model, tensors)
+        chosen = self.v2_outputs(served.model, request)
+        result = await self.predict(served, rows, self.deadline(request.parameters))
+        return served.model, [(out, result.outputs[out], binary) for out, binary in chosen]
+
     async def predict(self, served: Served, rows: np.ndarray, deadline: float) -> BatchResult:
         """Queue rows on the served version's batcher and map its errors to HTTP errors."""
         try:

@@ -38,10 +38,12 @@ async def model_status(name: str, dataplane: DataPlaneDep) -> Response:
              openapi_extra=PREDICT_BODY)
 async def predict(name: str, request: Request, dataplane: DataPlaneDep) -> Response:
     """Predict label, class name and probabilities for each row of 784 raw pixels."""
-    served = dataplane.admit(name, None)
-    note_model(request, served.model.name, served.model.version)
+    admitted = dataplane.admit(name, None)
+    note_model(request, admitted.model.name, admitted.model.version)
     body = await codec.read_body(request, dataplane.settings.max_body_bytes)
     rows = dataplane.rows(codec.decode_instances(body), "instances")
+    served = dataplane.manager.get(name)  # after the awaits: the version now served answers
+    note_model(request, served.model.name, served.model.version)
     result = await dataplane.predict(served, rows, dataplane.deadline(None))
     return Response(codec.encode_predictions(served.model.labels, result.outputs),
                     headers={"content-type": codec.JSON_TYPE,

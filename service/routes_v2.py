@@ -127,18 +127,14 @@ async def infer_version(name: str, version: str, request: Request,
 
 async def _infer(name: str, version: int | None, request: Request,
                  dataplane: DataPlane) -> Response:
-    served = dataplane.admit(name, version)
-    model = served.model
-    note_model(request, model.name, model.version)
+    admitted = dataplane.admit(name, version)
+    note_model(request, admitted.model.name, admitted.model.version)
     body = await codec.read_body(request, dataplane.settings.max_body_bytes)
     json_part, binary = codec.split_binary(body, request.headers.get(codec.HEADER_LENGTH))
     infer_request, tensors = codec.decode_inference_request(json_part, binary)
-    rows = dataplane.v2_rows(model, tensors)
-    chosen = dataplane.v2_outputs(model, infer_request)
-    result = await dataplane.predict(served, rows, dataplane.deadline(infer_request.parameters))
-    payload, headers = codec.encode_inference_response(
-        model.name, model.version, infer_request.id,
-        [(out, result.outputs[out], binary) for out, binary in chosen],
-    )
+    model, outputs = await dataplane.infer_v2(name, version, infer_request, tensors)
+    note_model(request, model.name, model.version)
+    payload, headers = codec.encode_inference_response(model.name, model.version,
+                                                       infer_request.id, outputs)
     payload, encoding = codec.compress(payload, request.headers.get("accept-encoding"))
     return Response(payload, headers=headers | encoding)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -121,7 +123,7 @@ def test_unload_then_load_again(client: httpx.Client) -> None:
 def test_swaps_under_load_drop_no_request(client: httpx.Client) -> None:
     """Requests keep flowing while versions swap back and forth; every one gets a 200."""
     def hammer(seed: int) -> list[tuple[int, str]]:
-        with httpx.Client(base_url=str(client.base_url)) as own:
+        with httpx.Client(base_url=str(client.base_url), timeout=30) as own:
             results = []
             for i in range(30):
                 response = infer(own, seed * 100 + i)
@@ -144,3 +146,28 @@ def test_control_disabled_has_no_control_routes(repo: Path) -> None:
         response = client.post("/v2/repository/index", headers=AUTH)
         assert response.status_code == 404
         assert "/v2/repository/index" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_request_uploading_during_a_swap_is_answered_by_the_new_version(
+    client: httpx.Client,
+) -> None:
+    """Arrives on v2, v2 is drained while its body uploads: v1 answers instead of a 503."""
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
+                                   "data": [9] * 784}]}).encode()
+    port = client.base_url.port
+    assert port is not None
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                     f"\r\n".encode() + body[:500])
+        time.sleep(0.2)
+        assert client.post(LOAD, headers=AUTH,
+                           json={"parameters": {"version": 1}}).status_code == 200
+        sock.sendall(body[500:])
+        sock.settimeout(10)
+        response = b""
+        while not response.endswith(b"}]}"):
+            chunk = sock.recv(65536)
+            assert chunk, response
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(response.split(b"\r\n\r\n", 1)[1])["model_version"] == "1"
