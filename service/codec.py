@@ -37,7 +37,7 @@ BINARY_TYPE = "application/octet-stream"
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it (or its decompressed form) passes `limit`."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(limit, f"{int(declared)} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -83,7 +83,7 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """Split a binary-extension body into its JSON header and its tensor bytes."""
     if header_length is None:
         return body, b""
-    if not header_length.strip().isdigit():
+    if not (header_length.strip().isascii() and header_length.strip().isdigit()):
         raise InvalidInput(f"Inference-Header-Content-Length is {header_length!r}; "
                            "expected the byte length of the JSON header")
     size = int(header_length)

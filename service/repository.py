@@ -16,7 +16,7 @@ import onnxruntime as ort
 import orjson
 
 from service.errors import InvalidInput, ModelLoadError, ModelNotFound
-from service.settings import NAME_PATTERN
+from service.settings import NAME_PATTERN, VERSION_PATTERN
 
 PIXELS = 784
 ONNX_FILE = "model.onnx"
@@ -68,7 +68,7 @@ def check_name(name: str) -> str:
 def parse_version(text: str | int) -> int:
     """A version is a positive integer written without sign or leading zeros."""
     value = str(text)
-    if not value.isdigit() or value.startswith("0") or len(value) > 18:
+    if not VERSION_PATTERN.fullmatch(value):
         raise InvalidInput(f"model version {value!r} is invalid: expected a positive integer")
     return int(value)
 
@@ -103,7 +103,7 @@ class ModelRepository:
             return []
         found = []
         for entry in folder.iterdir():
-            if entry.is_dir() and entry.name.isdigit() and not entry.name.startswith("0"):
+            if entry.is_dir() and VERSION_PATTERN.fullmatch(entry.name):
                 found.append(int(entry.name))
         return sorted(found)
 

@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# ASCII digits only: str.isdigit() also accepts '²', which int() then refuses.
+VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
 MIN_API_KEY_CHARS = 16
 PLACEHOLDER_KEYS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "password", "apikey", "api-key", "api_key",
@@ -95,7 +97,7 @@ def parse_model_selection(text: str) -> dict[str, int | None]:
         if not NAME_PATTERN.fullmatch(name) or ".." in name:
             raise ValueError(f"MLP_MODELS entry {item!r}: name must match "
                              "[a-z0-9][a-z0-9._-]{0,63} without '..'")
-        if version and (not version.isdigit() or version.startswith("0")):
+        if version and not VERSION_PATTERN.fullmatch(version):
             raise ValueError(f"MLP_MODELS entry {item!r}: version must be a positive integer")
         selection[name] = int(version) if version else None
     return selection

@@ -438,3 +438,19 @@ def test_validation_and_unexpected_errors_use_the_same_shape(repo: Path) -> None
         "integer (received 'seven')"})
     assert (crashed.status_code, crashed.json()) == (
         500, {"error": "internal server error; see the server log"})
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "message"), [
+    ("GET", f"/v2/models/{MODEL}/versions/%C2%B2", {},
+     "model version '²' is invalid: expected a positive integer"),
+    ("POST", f"/v2/models/{MODEL}/versions/1%C2%B9/infer", {},
+     "model version '1¹' is invalid: expected a positive integer"),
+    ("POST", INFER, {"Inference-Header-Content-Length": b"\xb2"},
+     "Inference-Header-Content-Length is '²'; expected the byte length of the JSON header"),
+])
+def test_non_ascii_digits_are_not_numbers(shared_client: Client, method: str, path: str,
+                                         headers: dict[str, bytes], message: str) -> None:
+    """str.isdigit() accepts '²' but int() does not; found by the reliability fuzzer."""
+    response = shared_client.request(method, path, content=v2([1, 784], ROW), headers=headers)
+    assert (response.status_code, response.json()) == (400, {"error": message})
+    assert shared_client.post(INFER, content=v2([1, 784], ROW)).status_code == 200
