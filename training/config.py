@@ -48,6 +48,8 @@ class TrainConfig(BaseModel):
     activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout after each hidden activation."""
+    input_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the (preprocessed) pixels: randomly blanks input pixels while training."""
     standardize: bool = False
     """Center by the train pixel mean and divide by its std (in the model); else scale to 0..1."""
 

@@ -22,6 +22,7 @@ class MLPConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [256])
     activation: str = "relu"
     dropout: float = 0.0
+    input_dropout: float = 0.0
     pixel_mean: float = 0.0
     """Subtracted from every raw pixel (0 = no centering)."""
     pixel_std: float = 255.0
@@ -41,7 +42,8 @@ class Preprocess(nn.Module):
 
 
 class MLP(nn.Module):
-    """Preprocess -> [Linear -> activation -> dropout] * len(hidden_sizes) -> Linear (logits).
+    """Preprocess -> [input dropout] -> [Linear -> activation -> dropout] per hidden layer
+    -> Linear (logits).
 
     With no hidden layers this is softmax regression. Softmax is left to the loss in training
     (cross-entropy on logits is the stable form of categorical cross-entropy) and to the export.
@@ -58,6 +60,8 @@ class MLP(nn.Module):
                 raise ValueError(f"hidden layer {index} must have at least 1 unit, got {size}")
         if not 0.0 <= config.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+        if not 0.0 <= config.input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {config.input_dropout}")
         if config.activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(ACTIVATIONS)}, got '{config.activation}'"
@@ -66,6 +70,8 @@ class MLP(nn.Module):
             raise ValueError(f"pixel_std must be greater than 0, got {config.pixel_std}")
         self.config = config
         layers: list[nn.Module] = [Preprocess(config.pixel_mean, config.pixel_std)]
+        if config.input_dropout > 0:
+            layers.append(nn.Dropout(config.input_dropout))
         width = config.inputs
         for size in config.hidden_sizes:
             layers += [nn.Linear(width, size), ACTIVATIONS[config.activation]()]

@@ -62,7 +62,8 @@ def build_model(config: TrainConfig, classes: int, x_train: np.ndarray) -> MLP:
         mean, std = float(pixels.mean()), float(pixels.std())
     return MLP(MLPConfig(
         inputs=x_train.shape[1], classes=classes, hidden_sizes=list(config.hidden_sizes),
-        activation=config.activation, dropout=config.dropout, pixel_mean=mean, pixel_std=std,
+        activation=config.activation, dropout=config.dropout, input_dropout=config.input_dropout,
+        pixel_mean=mean, pixel_std=std,
     ))
 
 

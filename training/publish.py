@@ -28,7 +28,7 @@ def existing_versions(model_dir: Path) -> list[int]:
         return []
     return sorted(
         int(entry.name) for entry in model_dir.iterdir()
-        if entry.is_dir() and entry.name.isdigit() and int(entry.name) > 0
+        if entry.is_dir() and entry.name.isascii() and entry.name.isdigit() and int(entry.name) > 0
     )
 
 

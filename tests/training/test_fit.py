@@ -1,0 +1,130 @@
+"""fit(): early stopping restores the best weights, runs are reproducible, penalties regularize."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.synthetic import fast_config, make_dataset, single_thread  # noqa: F401
+from training.config import TrainConfig
+from training.data import Dataset, split_validation
+from training.fit import FitResult, TrainingError, evaluate, fit
+from training.pipeline import build_model
+from training.seeding import seed_everything
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def train(config: TrainConfig, data: Dataset) -> tuple[torch.nn.Module, FitResult, tuple]:
+    """The same steps the pipeline takes, returning the validation tensors too."""
+    x_tr, y_tr, x_val, y_val = split_validation(
+        data.x_train, data.y_train, config.validation_fraction, config.seed
+    )
+    generator = seed_everything(config.seed)
+    model = build_model(config, len(data.class_names), x_tr)
+    tensors = [torch.from_numpy(a) for a in (x_tr, y_tr, x_val, y_val)]
+    result = fit(model, config, *tensors, generator=generator, quiet=True)
+    return model, result, tensors
+
+
+def test_history_has_one_row_per_epoch(tmp_path: Path) -> None:
+    _, result, _ = train(fast_config(tmp_path, epochs=4, early_stopping=False), make_dataset())
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+    keys = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+    assert keys <= set(result.history[0])
+    assert result.history[-1]["val_accuracy"] > 0.6  # 3 classes: chance is 0.33
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path: Path) -> None:
+    """A wide net on few noisy rows overfits: val loss turns up, training stops, best comes back."""
+    data = make_dataset(n_train=60)
+    config = fast_config(tmp_path, hidden_sizes=[256], epochs=60, patience=3,
+                         learning_rate=0.01, batch_size=16)
+    model, result, (_, _, x_val, y_val) = train(config, data)
+    val_losses = [row["val_loss"] for row in result.history]
+    assert result.stopped_early
+    assert result.epochs_run == result.best_epoch + config.patience
+    assert result.best_epoch == int(np.argmin(val_losses)) + 1
+    assert result.best_epoch < result.epochs_run
+    restored_loss, _ = evaluate(model, x_val, y_val)
+    assert restored_loss == pytest.approx(min(val_losses), rel=1e-6)
+    assert restored_loss < val_losses[-1]
+
+
+def test_without_restore_the_last_weights_stay(tmp_path: Path) -> None:
+    data = make_dataset(n_train=60)
+    config = fast_config(tmp_path, hidden_sizes=[256], epochs=60, patience=3,
+                         learning_rate=0.01, batch_size=16, restore_best=False)
+    model, result, (_, _, x_val, y_val) = train(config, data)
+    final_loss, _ = evaluate(model, x_val, y_val)
+    assert final_loss == pytest.approx(result.history[-1]["val_loss"], rel=1e-6)
+    assert result.best_epoch == result.epochs_run
+
+
+def test_monitor_val_accuracy_picks_the_most_accurate_epoch(tmp_path: Path) -> None:
+    config = fast_config(tmp_path, epochs=6, early_stopping=False, monitor="val_accuracy")
+    _, result, _ = train(config, make_dataset(separation=5.0))
+    accuracies = [row["val_accuracy"] for row in result.history]
+    assert result.best_epoch == int(np.argmax(accuracies)) + 1  # first of ties, like argmax
+
+
+def test_same_config_and_seed_give_identical_weights(tmp_path: Path) -> None:
+    config = fast_config(tmp_path, hidden_sizes=[32, 16], dropout=0.2, epochs=2)
+    data = make_dataset()
+    first, _, _ = train(config, data)
+    second, _, _ = train(config, data)
+    other, _, _ = train(config.model_copy(update={"seed": 1}), data)
+    for key, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[key]), key
+    assert not torch.equal(first.state_dict()["layers.1.weight"],
+                           other.state_dict()["layers.1.weight"])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_every_optimizer_learns(tmp_path: Path, optimizer: str) -> None:
+    config = fast_config(tmp_path, optimizer=optimizer, epochs=4, early_stopping=False,
+                         learning_rate=0.01 if optimizer == "sgd" else 0.001)
+    _, result, _ = train(config, make_dataset())
+    assert result.history[-1]["val_accuracy"] > 0.6
+
+
+def test_schedules_change_the_rate_per_epoch(tmp_path: Path) -> None:
+    cosine = fast_config(tmp_path, epochs=4, early_stopping=False, lr_schedule="cosine")
+    _, result, _ = train(cosine, make_dataset())
+    rates = [row["learning_rate"] for row in result.history]
+    assert rates[0] == pytest.approx(1e-3) and rates == sorted(rates, reverse=True)
+    step = cosine.model_copy(update={"lr_schedule": "step", "lr_step_epochs": 2})
+    _, result, _ = train(step, make_dataset())
+    assert [row["learning_rate"] for row in result.history] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_divergence_is_a_clear_error(tmp_path: Path) -> None:
+    config = fast_config(tmp_path, optimizer="sgd", learning_rate=10.0, l2=100.0, epochs=5)
+    with pytest.raises(TrainingError, match=r"training loss became (nan|inf) in epoch \d; lower "
+                       r"learning_rate \(now 10.0\) or the l1/l2 coefficients"):
+        train(config, make_dataset())
+
+
+def train_val_gap(tmp_path: Path, seed: int, **changes: object) -> float:
+    """Train accuracy (eval mode) minus validation accuracy, with 30% of labels random.
+
+    Without regularization a wide MLP fits the random labels too (train accuracy near 1); a
+    regularized one cannot, so its train accuracy stays near the validation accuracy.
+    """
+    data = make_dataset(n_train=120, separation=15.0, label_noise=0.3, seed=seed)
+    config = fast_config(tmp_path, hidden_sizes=[256], epochs=25, early_stopping=False,
+                         batch_size=16, validation_fraction=0.5, seed=seed, **changes)
+    model, _, (x_tr, y_tr, x_val, y_val) = train(config, data)
+    return evaluate(model, x_tr, y_tr)[1] - evaluate(model, x_val, y_val)[1]
+
+
+@pytest.mark.parametrize("regularizer", [{"l2": 0.05}, {"dropout": 0.7}], ids=["l2", "dropout"])
+def test_regularization_narrows_the_train_validation_gap(
+    tmp_path: Path, regularizer: dict[str, float]
+) -> None:
+    plain = np.mean([train_val_gap(tmp_path, seed) for seed in (0, 1)])
+    regular = np.mean([train_val_gap(tmp_path, seed, **regularizer) for seed in (0, 1)])
+    assert plain > 0.2, f"the unregularized net should memorize, gap only {plain:.3f}"
+    assert regular < plain - 0.1, f"gap {regular:.3f} with {regularizer} vs {plain:.3f} without"
