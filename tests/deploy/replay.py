@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from tests.deploy.files import ROOT, ignored, stages
 
@@ -39,6 +38,7 @@ class DockerfileReplay:
         self.healthcheck: list[str] = []
         self.shim = root / "base-image-bin"  # `python` of the base image = this machine's 3.11
         self.shim.mkdir(parents=True, exist_ok=True)
+        # the interpreter behind the test's virtualenv, not the virtualenv itself
         (self.shim / "python").symlink_to(os.path.realpath(sys._base_executable))
 
     def host_path(self, container_path: str) -> Path:
@@ -88,27 +88,26 @@ class DockerfileReplay:
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     def do_copy(self, value: str, final: bool) -> None:
-        flags = [part for part in value.split() if part.startswith("--")]
+        from_stage = any(part.startswith("--from=") for part in value.split())
         *sources, target = [part for part in value.split() if not part.startswith("--")]
         destination = self.host_path(target) if target.startswith("/") else self.workdir / target
         for source in sources:
-            origin = self.host_path(source) if flags else ROOT / source  # --from=stage or context
+            origin = self.host_path(source) if from_stage else ROOT / source
             if origin.resolve() == destination.resolve():
                 continue
             if origin.is_dir():
-                shutil.copytree(origin, destination, dirs_exist_ok=True, ignore=self.context_filter(
-                    origin) if not flags else None)
+                shutil.copytree(origin, destination, dirs_exist_ok=True,
+                                ignore=None if from_stage else self.context_filter)
             else:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, destination / origin.name if target.endswith("/")
                              else destination)
 
-    def context_filter(self, origin: Path) -> Any:
-        """shutil.copytree ignore= callback applying .dockerignore to the build context."""
-        def ignore(folder: str, names: list[str]) -> set[str]:
-            relative = Path(folder).relative_to(ROOT)
-            return {name for name in names if ignored(str(relative / name))}
-        return ignore
+    @staticmethod
+    def context_filter(folder: str, names: list[str]) -> set[str]:
+        """shutil.copytree's ignore= callback: .dockerignore applied to the build context."""
+        relative = Path(folder).relative_to(ROOT)
+        return {name for name in names if ignored(str(relative / name))}
 
     def do_run(self, value: str, final: bool) -> None:
         if final:
