@@ -34,6 +34,7 @@ class RssSampler:
         self.pid = pid
         self.interval_s = interval_s
         self.samples: list[int] = []
+        self.times: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
 
@@ -42,14 +43,23 @@ class RssSampler:
             rss = tree_rss(self.pid)
             if rss:
                 self.samples.append(rss)
+                self.times.append(time.monotonic())
             time.sleep(self.interval_s)
 
     @property
     def peak(self) -> int:
         return max(self.samples, default=0)
 
+    def median_of_last(self, seconds: float) -> int:
+        """Median RSS over the final `seconds` of sampling: steady state, robust to spikes."""
+        end = self.times[-1]
+        recent = sorted(s for s, t in zip(self.samples, self.times, strict=True)
+                        if t >= end - seconds)
+        return recent[len(recent) // 2]
+
     def __enter__(self) -> RssSampler:
         self.samples.append(tree_rss(self.pid))
+        self.times.append(time.monotonic())
         self._thread.start()
         return self
 

@@ -1,9 +1,11 @@
 """Reload under load: publish version 2 and load it while 32 clients keep sending requests; then
 try three corrupt version 3s (bad sha256, truncated file, wrong input shape).
 
-Proves: a version swap drops no request, every answer is the right model's answer for the
-version it names (model_version), answers switch from 1 to 2 once the load call returns and never
-go back, and a corrupt version is refused with a clear 4xx while version 2 keeps serving."""
+Version 2 is then loaded 4 more times (each load swaps in a fresh session), so several swaps
+happen under load. Proves: a version swap drops no request, every answer is the right model's
+answer for the version it names (model_version), answers switch from 1 to 2 once the load call
+returns and never go back, and a corrupt version is refused with a clear 4xx while version 2
+keeps serving."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from tests.service.model_repo import build_onnx, card
 from training.publish import publish
 
 CLIENTS = 32
+RELOADS = 4
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -111,7 +114,12 @@ def test_reload_under_load_drops_nothing_and_refuses_corrupt_versions(
         loaded_at = time.monotonic()
         assert load.status_code == 200, load.text
         assert load.json()["version"] == "2"
-        time.sleep(2.0)
+        for _ in range(RELOADS):  # loading v2 again swaps in a fresh session each time
+            time.sleep(0.4)
+            again = httpx.post(f"{server.base_url}/v2/repository/models/{MODEL}/load",
+                               headers=AUTH, timeout=30)
+            assert again.status_code == 200 and again.json()["version"] == "2", again.text
+        time.sleep(0.5)
         refusals = {}
         for case, expected_text in CORRUPT.items():
             bad = publish(model_repo, MODEL, lambda v, c=case: corrupt_version(c, v))
@@ -130,7 +138,8 @@ def test_reload_under_load_drops_nothing_and_refuses_corrupt_versions(
     failures = report.failures()
     versions = {v: sum(1 for o in report.outcomes if o.version == v) for v in ("1", "2", "3")}
     late_ones = [o for o in report.outcomes if o.version == "1" and o.started_s > loaded_at]
-    figures.record("reload-under-load", clients=CLIENTS, requests=len(report.outcomes),
+    figures.record("reload-under-load", clients=CLIENTS, swaps=1 + RELOADS,
+                   requests=len(report.outcomes),
                    failures=len(failures), answered_by_version=versions,
                    corrupt_refusals=refusals, summary=report.summary())
     print(report.summary())
