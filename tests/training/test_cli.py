@@ -1,0 +1,74 @@
+"""mlp-train: help on every command, one-line errors with a non-zero exit, train and evaluate."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.training.synthetic import make_dataset, single_thread  # noqa: F401
+from training.cli import main
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+MLP_TRAIN = str(Path(sys.executable).parent / "mlp-train")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["evaluate", "--help"]])
+def test_help_on_every_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert "usage: mlp-train" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "learnin_rate=0.1"], "unknown key 'learnin_rate'"),
+        (["train", "--config", "nope.toml"], "config file nope.toml does not exist"),
+        (["train", "data=/no/such/file.npz", "--quiet"], "/no/such/file.npz"),
+        (["evaluate", "no/such/dir", "--data", "mnist-5k"], "no/such/dir/model.json does not"),
+    ],
+)
+def test_errors_are_one_line_and_exit_non_zero(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], captured.err
+    assert lines[0].startswith(f"mlp-train {argv[0]}: error: ")
+    assert not list(tmp_path.rglob("model.onnx"))
+
+
+def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
+    done = subprocess.run([MLP_TRAIN, "train", "hidden_sizes=[0]"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("mlp-train train: error: ")
+    assert line.endswith("mnist-5k.toml: hidden_sizes.0: Input should be greater than 0 (got 0)")
+
+
+def test_train_then_evaluate_a_user_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dataset(n_train=240, n_test=60, separation=20.0)
+    source = tmp_path / "tiny.npz"
+    np.savez(source, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+             y_test=data.y_test)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--quiet", "name=tiny", f"data={source}", "hidden_sizes=[16]", "epochs=3",
+            "threads=1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "published: models/tiny/1" in out
+    assert "serve it with: mlp-serve --repository models" in out
+    assert main(["evaluate", "models/tiny/1", "--data", str(source)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["evaluate", "models/tiny/1", "--data", "mnist-5k"]) == 1
+    assert "predicts 3 classes but mnist-5k has 10" in capsys.readouterr().err
