@@ -160,9 +160,10 @@ class DynamicBatcher:
         """Refuse new requests, answer every queued and running one, then stop the worker."""
         if self._worker is None or self._queue is None:
             return
-        self._accepting = False
-        self._queue.put_nowait(_STOP)
-        await self._worker
+        if self._accepting:  # only the first call queues the stop marker; others just wait
+            self._accepting = False
+            self._queue.put_nowait(_STOP)
+        await asyncio.shield(self._worker)
         if self._own_executor and self._executor is not None:
             self._executor.shutdown(wait=True)
 

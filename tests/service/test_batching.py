@@ -283,11 +283,12 @@ def test_drain_and_stop_answers_everything_queued_then_refuses() -> None:
         queued = [submit(batcher, rows(2, start=10 * i)) for i in range(4)]
         await wait_until(lambda: batcher.queue_rows == 8)
         stopping = asyncio.create_task(batcher.drain_and_stop())
+        also_stopping = asyncio.create_task(batcher.drain_and_stop())  # e.g. swap + shutdown
         await asyncio.sleep(0)  # drain_and_stop runs up to waiting for the worker
         with pytest.raises(BatcherStoppedError, match="not accepting requests"):
             await batcher.submit(rows(1), deadline=time.monotonic() + FAR)
         model.release.set()
-        await stopping
+        await asyncio.gather(stopping, also_stopping)
         for i, task in enumerate(queued):
             assert task.done()
             assert_answer(task.result(), rows(2, start=10 * i))
