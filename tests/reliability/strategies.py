@@ -175,8 +175,9 @@ def binary_tensor(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest
     elif defect == "header-len-negative":
         header_len = "-1"
     elif defect == "header-len-text":
-        # latin-1 bytes such as b"\xb2" decode to '²', for which str.isdigit() is True
-        header_len = draw(st.sampled_from(["abc", "", "1e3", " 12 ", "+12", "0x10", b"\xb2",
+        # Latin-1 bytes such as b"\xb2" decode to '²', for which str.isdigit() is True.
+        # (No leading/trailing spaces: h11 refuses to send those at all.)
+        header_len = draw(st.sampled_from(["abc", "", "1e3", "1 2", "+12", "0x10", b"\xb2",
                                            b"\xb9\xb2"]))
     headers: dict[str, str | bytes] = {"content-type": "application/octet-stream",
                                        BINARY_HEADER: header_len}
