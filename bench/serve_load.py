@@ -348,6 +348,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a version folder (…/<name>/<version>)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
     parser.add_argument("--clients", default="1,16,64", help="comma list of concurrent clients")
+    parser.add_argument("--bodies", default="small,big",
+                        help="which request bodies: small (1 row JSON), big (binary), or both")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of uncounted load (16 clients) per server and body")
     parser.add_argument("--big-rows", type=int, default=256, help="rows per large request")
     parser.add_argument("--env", action="append", default=[],
                         help="extra MLP_X=value for mlp-serve (repeatable)")
@@ -382,18 +386,30 @@ def main() -> None:
         rows_table: list[tuple[str, int, Result, Result]] = []
         with server(service_cmd, service_port, env, workdir / "service.log") as service_pid, \
                 server(naive_cmd, naive_port, dict(os.environ), workdir / "naive.log") as naive_pid:
-            for label, service_body, naive_body in (
-                ("1 row, JSON", small, small),
-                (f"{args.big_rows} rows, V2 binary (naive: JSON)", big_binary, big_json),
-            ):
+            for label, service_body, naive_body in [
+                body for key, body in (
+                    ("small", ("1 row, JSON", small, small)),
+                    ("big", (f"{args.big_rows} rows, V2 binary (naive: JSON)", big_binary,
+                             big_json)),
+                ) if key in args.bodies.split(",")
+            ]:
                 check_answer(service_port, path, service_body)
                 check_answer(naive_port, path, naive_body)
-                for c in clients:
+                service_url = f"http://127.0.0.1:{service_port}{path}"
+                naive_url = f"http://127.0.0.1:{naive_port}{path}"
+                for url, body, pid in ((service_url, service_body, service_pid),
+                                       (naive_url, naive_body, naive_pid)):
+                    run_load(url, body, 16, args.warmup, pid, workdir)  # warm-up, not counted
+                for i, c in enumerate(clients):
                     print(f"  {label}: {c} clients ...", flush=True)
-                    s = run_load(f"http://127.0.0.1:{service_port}{path}", service_body, c,
-                                 args.duration, service_pid, workdir)
-                    n = run_load(f"http://127.0.0.1:{naive_port}{path}", naive_body, c,
-                                 args.duration, naive_pid, workdir)
+                    # Interleaved, alternating who goes first, so a load spike from other work
+                    # on the machine does not always hit the same server.
+                    runs = [(service_url, service_body, service_pid),
+                            (naive_url, naive_body, naive_pid)]
+                    s, n = (run_load(url, body, c, args.duration, pid, workdir)
+                            for url, body, pid in (runs if i % 2 == 0 else runs[::-1]))
+                    if i % 2:
+                        s, n = n, s
                     rows_table.append((label, c, s, n))
 
         threads_env = env.get("MLP_ORT_THREADS", "1")
@@ -420,7 +436,29 @@ def main() -> None:
     if 1 in ones:
         s, n = ones[1]
         print(f"1 client p50: mlp-serve {s.p50_ms:.2f} ms = {s.p50_ms / n.p50_ms:.2f}x naive")
+    print_goals(ones, max(big) / ort_service if big else None)
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
+
+
+def print_goals(ones: dict[int, tuple[Result, Result]], binary_share: float | None) -> None:
+    """The speed goals of the issue, each met or not met on this run."""
+    goals: list[tuple[str, str, bool | None]] = []
+    if 64 in ones:
+        s, n = ones[64]
+        ratio = s.requests_s / n.requests_s if n.requests_s else float("inf")
+        goals.append(("64 clients: req/s >= 3.5x naive", f"x{ratio:.2f}", ratio >= 3.5))
+        goals.append(("64 clients: p99 <= 15 ms", f"{s.p99_ms:.1f} ms", s.p99_ms <= 15))
+    if 1 in ones:
+        s, n = ones[1]
+        ratio = s.p50_ms / n.p50_ms
+        goals.append(("1 client: p50 <= 0.6x naive",
+                      f"{s.p50_ms:.2f} / {n.p50_ms:.2f} ms = x{ratio:.2f}", ratio <= 0.6))
+    if binary_share is not None:
+        goals.append(("binary 256 rows >= 60% of in-process rows/s",
+                      f"{100 * binary_share:.0f}%", binary_share >= 0.6))
+    print("\ngoal                                          measured                  result")
+    for goal, measured, met in goals:
+        print(f"{goal:45} {measured:25} {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":

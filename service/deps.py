@@ -13,24 +13,25 @@ from service.errors import Unauthorized
 from service.settings import Settings
 
 
-def get_dataplane(request: Request) -> DataPlane:
-    """The app's DataPlane (built in create_app)."""
+async def get_dataplane(request: Request) -> DataPlane:
+    """The app's DataPlane (built in create_app); async, so FastAPI calls it on the loop
+    instead of hopping to its thread pool for every request."""
     return request.app.state.dataplane
 
 
-def get_manager(request: Request) -> ModelManager:
+async def get_manager(request: Request) -> ModelManager:
     """The app's ModelManager."""
     return request.app.state.manager
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's Settings."""
     return request.app.state.settings
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """401 unless `Authorization: Bearer <key>` or `X-API-Key: <key>` matches the server key."""
-    expected = get_settings(request).api_key.get_secret_value().encode()
+    expected = request.app.state.settings.api_key.get_secret_value().encode()
     bearer = request.headers.get("authorization", "")
     scheme, _, token = bearer.partition(" ")
     offered = [request.headers.get("x-api-key", "")]
