@@ -70,6 +70,16 @@ def evaluate(model: MLP, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float
     return loss_sum / len(x), correct / len(x)
 
 
+def shift_images(x: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate a batch of flattened 28x28 images by one random (dy, dx) in [-limit, limit].
+
+    The pixels rolled over the edge come from the (blank) opposite border, so for centred
+    digits this is a plain shift; the model learns that a stroke one pixel off is the same.
+    """
+    dy, dx = torch.randint(-limit, limit + 1, (2,), generator=generator).tolist()
+    return x.view(-1, 28, 28).roll((dy, dx), dims=(1, 2)).reshape(len(x), -1)
+
+
 def is_improvement(value: float, best: float, config: TrainConfig) -> bool:
     if config.monitor == "val_loss":
         return value < best - config.min_delta
@@ -110,6 +120,8 @@ def fit(
         for step, start in enumerate(range(0, len(x_train), config.batch_size), 1):
             index = order[start : start + config.batch_size]
             xb, yb = x_train[index].float(), y_train[index]
+            if config.augment_shift:
+                xb = shift_images(xb, config.augment_shift, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 logits = model(xb)
             data_loss = F.cross_entropy(logits.float(), yb)

@@ -32,6 +32,9 @@ class MLPConfig:
 class Preprocess(nn.Module):
     """(x - mean) / std with constants stored as buffers: the exported graph does it too."""
 
+    mean: torch.Tensor
+    inv_std: torch.Tensor
+
     def __init__(self, mean: float, std: float) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
