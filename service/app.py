@@ -16,11 +16,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from service import codec, routes_control, routes_ops, routes_v1, routes_v2
 from service.control import ModelManager
 from service.dataplane import SERVER_VERSION, DataPlane, Lifecycle
 from service.errors import ServiceError, StartupError, describe_validation_errors
+from service.hotpath import HotPath, hot_routes
 from service.logging import RequestLogMiddleware
 from service.metrics import Metrics
 from service.protocol import (
@@ -35,6 +37,18 @@ from service.settings import Settings
 logger = logging.getLogger("mlp_serve")
 DOCUMENTED_BODIES = (InferenceRequest, PredictRequest, RepositoryIndexRequest,
                      RepositoryLoadRequest)
+HOT_ROUTES = (hot_routes(routes_v2.router.routes, (routes_v2.infer, routes_v2.infer_version))
+              + hot_routes(routes_v1.router.routes, (routes_v1.predict,)))
+
+
+class ServiceApp(FastAPI):
+    """FastAPI with the request log outermost and the inference routes on `HotPath`."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """RequestLog(HotPath(FastAPI's own stack)): one log/metrics/id layer for every request."""
+        stack = HotPath(super().build_middleware_stack(), self, HOT_ROUTES)
+        return RequestLogMiddleware(stack, metrics=self.state.metrics,
+                                    lifecycle=self.state.lifecycle)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -59,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifecycle.draining = True
         await manager.unload_all()
 
-    app = FastAPI(title="mlp-serve", version=SERVER_VERSION, lifespan=lifespan,
+    app = ServiceApp(title="mlp-serve", version=SERVER_VERSION, lifespan=lifespan,
                   redoc_url=None, description=__doc__)
     app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
     app.state.manager, app.state.dataplane = manager, dataplane
@@ -68,7 +82,6 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.control_enabled:
         app.include_router(routes_control.router)
     add_error_handlers(app)
-    app.add_middleware(RequestLogMiddleware, metrics=metrics, lifecycle=lifecycle)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
 
