@@ -85,19 +85,38 @@ def sweep_id(name: str, base: dict[str, Any]) -> str:
     return f"{name}-{digest}"
 
 
-def claim_folder(out: Path, identity: dict[str, Any]) -> None:
-    """Write sweep.json, or check that the folder holds this very sweep (safe to resume)."""
+def changed_fields(stored: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Result-changing fields whose value differs from a folder's stored base config.
+
+    A field TrainConfig gained since the folder was made counts as unchanged when it holds its
+    default (the old code behaved as that default), so adding a feature keeps sweeps resumable.
+    """
+    defaults = TrainConfig.model_construct().model_dump(mode="json")
+    return sorted(
+        name for name, value in base.items()
+        if name not in PLACEMENT_FIELDS and stored.get(name, defaults.get(name)) != value
+    )
+
+
+def claim_folder(out: Path, identity: dict[str, Any]) -> str:
+    """Write sweep.json, or check that the folder holds this same sweep (safe to resume);
+    return the folder's sweep id."""
     marker = out / "sweep.json"
     if marker.exists():
-        found = json.loads(marker.read_text()).get("sweep_id")
-        if found != identity["sweep_id"]:
+        stored = json.loads(marker.read_text())
+        changed = changed_fields(stored.get("base", {}), identity["base"])
+        if changed:
+            details = ", ".join(
+                f"{name} {stored['base'].get(name)!r} -> {identity['base'][name]!r}"
+                for name in changed)
             raise SweepError(
-                f"{out} holds sweep {found}, not {identity['sweep_id']} (the preset or [base] "
-                "changed); pass another --out or delete that folder"
+                f"{out} holds sweep {stored.get('sweep_id')} with another base config "
+                f"({details}); pass another --out or delete that folder"
             )
-        return
+        return str(stored["sweep_id"])
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(identity, indent=2) + "\n")
+    return str(identity["sweep_id"])
 
 
 @dataclass(frozen=True)
@@ -119,9 +138,9 @@ def plan(args: argparse.Namespace) -> Plan:
     if workers < 1:
         raise SweepError(f"--workers must be at least 1, got {workers}")
     out = args.out or Path("runs") / "sweeps" / args.grid.stem
-    identity = sweep_id(args.grid.stem, base)
-    claim_folder(out, {"sweep_id": identity, "grid": str(args.grid),
-                       "preset": str(args.config), "base": base})
+    identity = claim_folder(out, {"sweep_id": sweep_id(args.grid.stem, base),
+                                  "grid": str(args.grid), "preset": str(args.config),
+                                  "base": base})
     return Plan(expand(spec), base, workers, out, identity)
 
 
