@@ -1,8 +1,9 @@
 """Overload: a low queue bound and a short deadline, then far more load than the server can take.
 
-Proves: the server sheds load with 503 + Retry-After instead of queueing without bound, every
-request it does accept is answered within the deadline (p99), it never crashes, and it serves
-normally again as soon as the load drops."""
+Proves: the server sheds load with 503 + Retry-After instead of queueing without bound (the
+503s themselves arrive within the deadline, p99), every request it does accept is answered
+within the deadline (p99), it never crashes, and it serves normally again as soon as the load
+drops."""
 
 from __future__ import annotations
 
@@ -65,7 +66,6 @@ def test_overload_sheds_with_503_and_recovers(serve: StartServer, model_repo: Pa
     assert bad == [], f"{len(bad)} bad answers, first: {bad[:3]}"
     assert shed > 0, f"no request was shed at {CLIENTS} clients: {report.summary()}"
     assert accepted > 0, report.summary()
-    assert p99 < DEADLINE_MS, f"p99 of accepted requests {p99:.0f} ms >= deadline {DEADLINE_MS} ms"
     assert server.proc.poll() is None, server.log()
 
     # Load gone: one client gets normal service right away.
@@ -73,3 +73,10 @@ def test_overload_sheds_with_503_and_recovers(serve: StartServer, model_repo: Pa
     assert [o.status for o in calm.outcomes] == [200] * len(calm.outcomes), calm.summary()
     assert httpx.get(f"{server.base_url}/v2/health/ready").status_code == 200
     figures.record("overload", after_calm_p50_ms=round(calm.latency_ms(50), 1))
+
+    shed_p99 = report.latency_ms(99, 503)
+    assert p99 < DEADLINE_MS and shed_p99 < DEADLINE_MS, (
+        f"p99 of accepted requests {p99:.0f} ms (server-side {server_p99} ms) and of 503s "
+        f"{shed_p99:.0f} ms, deadline {DEADLINE_MS} ms: load is shed only after the body is "
+        f"read and decoded, so requests queue before the server looks at them"
+    )
