@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.reliability import figures
@@ -27,7 +28,8 @@ def train_command(tmp_path: Path) -> list[str]:
             f"repository={tmp_path / 'models'}", f"runs_dir={tmp_path / 'runs'}"]
 
 
-def wait_for(predicate, timeout_s: float, proc: subprocess.Popen[bytes]) -> bool:
+def wait_for(predicate: Callable[[], object], timeout_s: float,
+             proc: subprocess.Popen[bytes]) -> bool:
     """Poll `predicate` every millisecond until true, the process exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from service import deps
@@ -26,7 +27,7 @@ from tests.reliability.tripwire import Tripwire
 from tests.reliability.v2 import JSON, error_shape_problem, read_answer, v2_body
 from tests.service.model_repo import write_model
 
-ROWS = v2_body(__import__("numpy").zeros((1, 784)))
+ROWS = v2_body(np.zeros((1, 784)))
 
 
 def served_version(server: ServerProcess) -> str:
