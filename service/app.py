@@ -73,8 +73,11 @@ def create_app(settings: Settings) -> FastAPI:
         lifecycle.draining = True
         await manager.unload_all()
 
+    # FastAPI's OpenTelemetry hooks are off: the service exports Prometheus metrics itself, and
+    # the check for configured OTel providers cost ~10 us on every request.
     app = ServiceApp(title="mlp-serve", version=SERVER_VERSION, lifespan=lifespan,
-                  redoc_url=None, description=__doc__)
+                     redoc_url=None, description=__doc__,
+                     telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
     app.state.manager, app.state.dataplane = manager, dataplane
     for router in (routes_v2.router, routes_v1.router, routes_ops.router):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -37,6 +38,32 @@ class Metrics:
                                 ["model"], registry=r)
         self.loaded_version = Gauge("mlp_model_loaded_version", "Version served per model",
                                     ["model"], registry=r)
+
+        # labels() validates and locks on every call; the hot path reuses the children instead.
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._model_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, endpoint: str, model: str, version: str, status: int,
+                        seconds: float) -> None:
+        """Count one HTTP request and its duration (label children cached per combination)."""
+        key = (endpoint, model, version, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(endpoint, model, version, str(status)),
+                        self.latency.labels(endpoint, model))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_rows(self, name: str, version: int, rows: int, queue_wait_s: float) -> None:
+        """Count predicted rows and the request's wait in the batcher."""
+        key = (name, version)
+        children = self._model_children.get(key)
+        if children is None:
+            children = (self.rows.labels(name, str(version)), self.queue_wait.labels(name))
+            self._model_children[key] = children
+        children[0].inc(rows)
+        children[1].observe(queue_wait_s)
 
     def model_loaded(self, name: str, version: int, queue_rows: Callable[[], float]) -> None:
         """Publish the served version and a live queue-depth reading for `name`."""

@@ -129,8 +129,9 @@ async def _infer(name: str, version: int | None, request: Request,
                  dataplane: DataPlane) -> Response:
     admitted = dataplane.admit(name, version)
     note_model(request, admitted.model.name, admitted.model.version)
-    body = await codec.read_body(request, dataplane.settings.max_body_bytes)
-    json_part, binary = codec.split_binary(body, request.headers.get(codec.HEADER_LENGTH))
+    header_length = request.headers.get(codec.HEADER_LENGTH)
+    body = await codec.read_binary_body(request, dataplane.settings.max_body_bytes, header_length)
+    json_part, binary = codec.split_binary(body, header_length)
     infer_request, tensors = codec.decode_inference_request(json_part, binary)
     model, outputs = await dataplane.infer_v2(name, version, infer_request, tensors)
     note_model(request, model.name, model.version)
