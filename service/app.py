@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from service import codec, routes_control, routes_ops, routes_v1, routes_v2
@@ -37,16 +38,18 @@ from service.settings import Settings
 logger = logging.getLogger("mlp_serve")
 DOCUMENTED_BODIES = (InferenceRequest, PredictRequest, RepositoryIndexRequest,
                      RepositoryLoadRequest)
-HOT_ROUTES = (hot_routes(routes_v2.router.routes, (routes_v2.infer, routes_v2.infer_version))
-              + hot_routes(routes_v1.router.routes, (routes_v1.predict,)))
+HOT_ROUTES = (*hot_routes(routes_v2.router.routes, (routes_v2.infer, routes_v2.infer_version)),
+              *hot_routes(routes_v1.router.routes, (routes_v1.predict,)))
 
 
 class ServiceApp(FastAPI):
     """FastAPI with the request log outermost and the inference routes on `HotPath`."""
 
+    hot_routes: tuple[Route, ...] = HOT_ROUTES  # () sends every request through FastAPI
+
     def build_middleware_stack(self) -> ASGIApp:
         """RequestLog(HotPath(FastAPI's own stack)): one log/metrics/id layer for every request."""
-        stack = HotPath(super().build_middleware_stack(), self, HOT_ROUTES)
+        stack = HotPath(super().build_middleware_stack(), self, self.hot_routes)
         return RequestLogMiddleware(stack, metrics=self.state.metrics,
                                     lifecycle=self.state.lifecycle)
 

@@ -195,7 +195,7 @@ def _dtype(name: str, datatype: str) -> np.dtype[Any]:
 
 
 def _element_count(name: str, shape: list[int]) -> int:
-    if any(dim < 0 for dim in shape):
+    if shape and min(shape) < 0:
         raise InvalidInput(f"input {name!r}: shape {shape} has a negative size")
     return math.prod(shape)
 
