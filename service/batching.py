@@ -25,12 +25,14 @@ queue up and the next batch takes all of them (up to `max_batch_rows`). Only whe
 under load -- the previous batch left requests behind -- does it linger for more, until the
 oldest waiting request is `max_delay_s` old or the batch is full; a steady stream then gets
 fuller batches and fewer thread hand-offs. A request larger than `max_batch_rows` is not split:
-it runs alone as one batch. Rows must share dtype and shape[1:]; the caller validates them.
+it runs alone as one batch. While draining, queued requests go to the model without lingering.
+Rows must share dtype and shape[1:]; the caller validates them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import queue
@@ -91,11 +93,8 @@ class _Pending:
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
-_STOP = object()
-
-
 class _ModelThread:
-    """One thread that runs model calls for one batcher.
+    """One thread that runs model calls for one batcher and reports back on the loop.
 
     Why not `run_in_executor`: measured with a 1-row onnxruntime call on uvloop, the pool's
     concurrent.futures.Future, its chained callbacks and wrap_future cost ~30 us more CPU and
@@ -107,12 +106,10 @@ class _ModelThread:
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    def call(self, fn: Callable[[Any], Any], arg: Any) -> asyncio.Future[Any]:
-        """Run fn(arg) in the thread; the returned future (of the running loop) gets the result."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._jobs.put((loop, future, fn, arg))
-        return future
+    def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], Any], arg: Any,
+             done: Callable[[Any, BaseException | None], None]) -> None:
+        """Run fn(arg) in the thread, then done(result, error) on `loop`."""
+        self._jobs.put((loop, fn, arg, done))
 
     def stop(self) -> None:
         """Finish the current call, then end the thread."""
@@ -121,26 +118,22 @@ class _ModelThread:
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
-            loop, future, fn, arg = job
+            loop, fn, arg, done = job
             try:
                 result, error = fn(arg), None
-            except BaseException as exc:  # handed to the awaiting coroutine, as an executor does
+            except BaseException as exc:  # handed to the batch's requests, as an executor does
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
-                loop.call_soon_threadsafe(_settle, future, result, error)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the awaiting task was cancelled
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+                loop.call_soon_threadsafe(done, result, error)
 
 
 class DynamicBatcher:
-    """Queue requests and run them through `run_batch` in merged batches (see module doc)."""
+    """Queue requests and run them through `run_batch` in merged batches (see module doc).
+
+    No worker task: batches are formed in plain loop callbacks -- when a request arrives at an
+    idle batcher, when the model thread reports a finished batch, or when a linger timer fires
+    -- so a request costs no extra task switches between its arrival and its model call.
+    """
 
     def __init__(
         self,
@@ -164,10 +157,14 @@ class DynamicBatcher:
         self._executor = executor
         self._thread: _ModelThread | None = None
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Pending | object] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
+        self._busy = False  # a batch is in the model
+        self._under_load = False  # the last batch left requests behind: linger for fuller ones
+        self._linger: asyncio.TimerHandle | None = None
         self._accepting = False
+        self._stopped: asyncio.Future[None] | None = None
 
     @property
     def queue_rows(self) -> int:
@@ -175,97 +172,79 @@ class DynamicBatcher:
         return self._queued_rows
 
     async def start(self) -> None:
-        """Create the queue and the worker task in the running loop."""
-        if self._worker is not None:
+        """Bind to the running loop and start the model thread."""
+        if self._loop is not None:
             raise RuntimeError("DynamicBatcher.start() called twice")
+        self._loop = asyncio.get_running_loop()
         if self._executor is None:
             self._thread = _ModelThread("batcher")
-        # Bounded by rows in submit(); every item holds >= 1 row, so items never exceed this.
-        self._queue = asyncio.Queue(maxsize=self._max_queue_rows + 1)  # +1 for the stop marker
-        self._worker = asyncio.get_running_loop().create_task(self._work(), name="batcher")
         self._accepting = True
 
     async def submit(self, rows: np.ndarray, *, deadline: float) -> BatchResult:
         """Queue `rows` ([n, ...], n >= 1) and wait for their outputs, until `deadline`."""
-        if not self._accepting or self._queue is None:
+        if not self._accepting or self._loop is None:
             raise BatcherStoppedError()
         n = len(rows)
         if n < 1:
             raise ValueError("submit() needs at least one row")
         if self._queued_rows + n > self._max_queue_rows:
             raise QueueFullError(self._queued_rows, n, self._max_queue_rows)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         item = _Pending(rows, deadline, loop.create_future())
-        self._queue.put_nowait(item)
+        self._waiting.append(item)
         self._queued_rows += n
+        if not self._busy and (self._linger is None
+                               or self._queued_rows >= self._max_batch_rows):
+            self._dispatch()
         # A plain timer, not asyncio.timeout(): same effect, a third of the cost per request.
         timer = loop.call_at(loop.time() + (deadline - time.monotonic()), _expire, item)
         try:
-            return await item.future  # done early (expired, cancelled) -> the worker skips it
+            return await item.future  # done early (expired, cancelled) -> the batch skips it
         finally:
             timer.cancel()
 
     async def drain_and_stop(self) -> None:
-        """Refuse new requests, answer every queued and running one, then stop the worker."""
-        if self._worker is None or self._queue is None:
+        """Refuse new requests, answer every queued and running one, then stop the thread."""
+        if self._loop is None:
             return
-        if self._accepting:  # only the first call queues the stop marker; others just wait
+        if self._stopped is None:  # only the first call starts the drain; others just wait
             self._accepting = False
-            self._queue.put_nowait(_STOP)
-        await asyncio.shield(self._worker)
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+            self._stopped = self._loop.create_future()
+            if self._linger is not None:
+                self._linger.cancel()
+                self._linger = None
+            if not self._busy:
+                self._dispatch()
+        await asyncio.shield(self._stopped)
 
-    async def _work(self) -> None:
-        """Form batches forever; one batch computes at a time."""
-        assert self._queue is not None
-        queue = self._queue
-        carry: _Pending | None = None
-        under_load = False
-        stopping = False
-        while not stopping:
-            first = carry if carry is not None else await queue.get()
-            carry = None
-            if first is _STOP:
-                break
-            assert isinstance(first, _Pending)
-            batch = [first]
+    def _dispatch(self) -> None:
+        """Start the next batch, or linger for a fuller one, or finish a drain (loop only)."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        assert self._loop is not None
+        while self._waiting:
+            first = self._waiting[0]
+            if self._under_load and self._accepting and self._queued_rows < self._max_batch_rows:
+                wait_s = first.enqueued_at + self._max_delay_s - time.monotonic()
+                if wait_s > 0:
+                    self._linger = self._loop.call_later(wait_s, self._dispatch)
+                    return
+            batch = [self._waiting.popleft()]
             rows = len(first.rows)
-            linger_until = first.enqueued_at + self._max_delay_s if under_load else 0.0
-            while rows < self._max_batch_rows:
-                if queue.empty():
-                    wait_s = linger_until - time.monotonic()
-                    if wait_s <= 0:
-                        break
-                    try:
-                        async with asyncio.timeout(wait_s):
-                            nxt = await queue.get()
-                    except TimeoutError:
-                        break
-                else:
-                    nxt = queue.get_nowait()
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                assert isinstance(nxt, _Pending)
-                if rows + len(nxt.rows) > self._max_batch_rows:
-                    carry = nxt  # first of the next batch; a big request then runs alone
-                    break
-                batch.append(nxt)
-                rows += len(nxt.rows)
+            while self._waiting and rows + len(self._waiting[0].rows) <= self._max_batch_rows:
+                item = self._waiting.popleft()  # a request that does not fit starts the next
+                batch.append(item)
+                rows += len(item.rows)
             self._queued_rows -= rows
-            await self._run(batch)
-            under_load = carry is not None or not queue.empty()
+            if self._run(batch):
+                return
+        self._under_load = False
+        if self._stopped is not None and not self._stopped.done():
+            self._stop_thread()
 
-    def _timed(self, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        """Run the model in the model thread and measure only the model call."""
-        t0 = time.perf_counter()
-        outputs = self._run_batch(inputs)
-        return outputs, time.perf_counter() - t0
-
-    async def _run(self, batch: list[_Pending]) -> None:
-        """Compute one batch in the executor and answer each live request with its slice."""
+    def _run(self, batch: list[_Pending]) -> bool:
+        """Hand a batch's live requests to the model thread; False if none was left to run."""
         started = time.monotonic()
         live = [p for p in batch if not p.future.done()]  # done = cancelled or timed out
         for p in live:
@@ -273,39 +252,73 @@ class DynamicBatcher:
                 p.future.set_exception(DeadlineExceededError(started - p.enqueued_at))
         live = [p for p in live if not p.future.done()]
         if not live:
-            return
-        loop = asyncio.get_running_loop()
+            return False
         try:
             inputs = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
-            if self._thread is not None:
-                outputs, compute_s = await self._thread.call(self._timed, inputs)
-            else:
-                outputs, compute_s = await loop.run_in_executor(self._executor, self._timed,
-                                                                inputs)
-            _check_outputs(outputs, len(inputs))
+        except Exception as error:  # rows that cannot be merged: fail them, keep serving
+            for p in live:
+                p.future.set_exception(error)
+            return False
+        self._busy = True
+        loop = self._loop
+        assert loop is not None
+
+        def done(result: Any, error: BaseException | None) -> None:
+            self._finish(live, started, len(inputs), result, error)
+
+        if self._thread is not None:
+            self._thread.call(loop, self._timed, inputs, done)
+        else:
+            assert self._executor is not None
+            self._executor.submit(self._timed, inputs).add_done_callback(
+                lambda f: loop.call_soon_threadsafe(
+                    done, None if f.exception() else f.result(), f.exception()))
+        return True
+
+    def _finish(self, live: list[_Pending], started: float, rows: int, result: Any,
+                error: BaseException | None) -> None:
+        """On the loop: answer each request of a finished batch, then start the next one."""
+        self._busy = False
+        try:
+            if error is not None:
+                raise error
+            outputs, compute_s = result
+            _check_outputs(outputs, rows)
             if self._on_batch is not None:
-                self._on_batch(len(inputs), compute_s)
-        except Exception as error:  # the model failed: every request of this batch gets it
+                self._on_batch(rows, compute_s)
+        except Exception as failure:  # the model failed: every request of this batch gets it
             for p in live:
                 if not p.future.done():
-                    p.future.set_exception(error)
-            return
-        finished = time.monotonic()
-        start = 0
-        for p in live:
-            stop = start + len(p.rows)
-            if p.future.done():
-                pass
-            elif p.deadline <= finished:
-                p.future.set_exception(DeadlineExceededError(finished - p.enqueued_at))
-            else:
-                sliced = {name: array[start:stop] for name, array in outputs.items()}
-                p.future.set_result(
-                    BatchResult(sliced, started - p.enqueued_at, compute_s, len(inputs))
-                )
-            start = stop
+                    p.future.set_exception(failure)
+        else:
+            finished = time.monotonic()
+            start = 0
+            for p in live:
+                stop = start + len(p.rows)
+                if p.future.done():
+                    pass
+                elif p.deadline <= finished:
+                    p.future.set_exception(DeadlineExceededError(finished - p.enqueued_at))
+                else:
+                    sliced = {name: array[start:stop] for name, array in outputs.items()}
+                    p.future.set_result(BatchResult(sliced, started - p.enqueued_at, compute_s,
+                                                    rows))
+                start = stop
+        self._under_load = bool(self._waiting)  # requests arrived while this batch computed
+        self._dispatch()
 
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+        assert self._stopped is not None
+        self._stopped.set_result(None)
 
+    def _timed(self, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        """Run the model in the model thread and measure only the model call."""
+        t0 = time.perf_counter()
+        outputs = self._run_batch(inputs)
+        return outputs, time.perf_counter() - t0
 
 
 def _check_outputs(outputs: dict[str, np.ndarray], rows: int) -> None:
