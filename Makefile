@@ -14,7 +14,7 @@ install: $(STAMP)                  ## .venv with the train, serve and dev extras
 fashion-data:                      ## Fashion-MNIST from Debian (needs root), or say how to get it
 	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null); } || echo "fashion-mnist: run 'sudo apt-get install dataset-fashion-mnist' (its tests are skipped until then)"
 demo: install                      ## train on mnist-5k, publish to models/, then serve it
-	$(BIN)/mlp-train train --config training/configs/mnist-5k.toml && $(BIN)/mlp-serve --repository models
+	$(BIN)/mlp-train train --config training/configs/mnist-5k.toml && $(BIN)/mlp-serve --repository models --no-control
 test: install fashion-data         ## the whole test suite (CI runs this)
 	$(BIN)/pytest
 lint: install                      ## ruff
@@ -23,7 +23,7 @@ typecheck: install                 ## mypy on training/ and service/
 	$(BIN)/mypy
 train: install                     ## train with a preset: make train CONFIG=training/configs/fashion-mnist.toml
 	$(BIN)/mlp-train train --config $(or $(CONFIG),training/configs/mnist-5k.toml)
-serve: install                     ## serve whatever is in models/
+serve: install                     ## serve whatever is in models/ (model control needs MLP_API_KEY)
 	$(BIN)/mlp-serve --repository models
 bench: install                     ## speed benchmarks (print numbers; not tests)
 	$(BIN)/python bench/train_speed.py && $(BIN)/python bench/serve_load.py
