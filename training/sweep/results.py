@@ -88,7 +88,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 def plot_depth(records: Sequence[TrialRecord], path: Path, group: str) -> None:
     """Best validation accuracy against depth, one line per width or per activation.
 
-    Depth 0 (softmax regression) has no width or hidden activation, so it joins every line.
+    Depth 0 (softmax regression) has no width or hidden activation, so it joins every line;
+    shapes with mixed widths appear only in the per-activation plot.
     """
     best: dict[Any, dict[int, float]] = defaultdict(dict)
     shared: dict[int, float] = {}
@@ -96,11 +97,13 @@ def plot_depth(records: Sequence[TrialRecord], path: Path, group: str) -> None:
         if record.status != "ok" or record.val_accuracy is None or record.depth is None:
             continue
         key = record.width if group == "width" else (record.config or {}).get("activation")
+        if record.depth > 0 and key is None:
+            continue  # mixed widths such as [512, 256] belong to no single width line
         target = shared if record.depth == 0 else best[key]
         target[record.depth] = max(target.get(record.depth, 0.0), record.val_accuracy)
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for key in sorted(best, key=str):
+    for key in sorted(best, key=lambda k: (isinstance(k, str), k)):
         line = {**shared, **best[key]}
         depths = sorted(line)
         ax.plot(depths, [line[d] for d in depths], marker="o", label=f"{group} {key}")
