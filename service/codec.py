@@ -52,13 +52,15 @@ async def read_binary_body(request: Request, limit: int, header_length: str | No
     if offset is None or request.headers.get("content-encoding") is not None:
         return await read_body(request, limit)
     chunks = await _receive(request, limit)
-    pad = -offset % 16  # bytearray storage itself is 16-byte aligned (malloc / pymalloc)
-    buffer = bytearray(pad + sum(len(chunk) for chunk in chunks))
-    start = pad
+    size = sum(len(chunk) for chunk in chunks)
+    storage = np.empty(size + 16, np.uint8)  # not zero-filled, unlike bytearray(n)
+    pad = -(storage.ctypes.data + offset) % 16
+    view = memoryview(storage)[pad:pad + size]
+    start = 0
     for chunk in chunks:
-        buffer[start:start + len(chunk)] = chunk
+        view[start:start + len(chunk)] = chunk
         start += len(chunk)
-    return memoryview(buffer)[pad:]
+    return view
 
 
 async def _receive(request: Request, limit: int) -> list[bytes]:
