@@ -44,6 +44,28 @@ class Preprocess(nn.Module):
         return (x - self.mean) * self.inv_std
 
 
+class Dropout(nn.Module):
+    """Inverted dropout from one `torch.rand` draw: the same maths as nn.Dropout, 3x cheaper.
+
+    On CPU, torch's `bernoulli_` (behind nn.Dropout) costs ~10 ns per element against ~3 ns for
+    `torch.rand`; in a bf16 step of the fashion preset that was a fifth of the time. In eval
+    mode it is the identity, so the exported graph has no dropout node.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * (keep.to(x.dtype) / (1 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class MLP(nn.Module):
     """Preprocess -> [input dropout] -> [Linear -> activation -> dropout] per hidden layer
     -> Linear (logits).
@@ -74,12 +96,12 @@ class MLP(nn.Module):
         self.config = config
         layers: list[nn.Module] = [Preprocess(config.pixel_mean, config.pixel_std)]
         if config.input_dropout > 0:
-            layers.append(nn.Dropout(config.input_dropout))
+            layers.append(Dropout(config.input_dropout))
         width = config.inputs
         for size in config.hidden_sizes:
             layers += [nn.Linear(width, size), ACTIVATIONS[config.activation]()]
             if config.dropout > 0:
-                layers.append(nn.Dropout(config.dropout))
+                layers.append(Dropout(config.dropout))
             width = size
         layers.append(nn.Linear(width, config.classes))
         self.layers = nn.Sequential(*layers)
