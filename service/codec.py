@@ -55,7 +55,7 @@ async def read_binary_body(request: Request, limit: int, header_length: str | No
     size = sum(len(chunk) for chunk in chunks)
     storage = np.empty(size + 16, np.uint8)  # not zero-filled, unlike bytearray(n)
     pad = -(storage.ctypes.data + offset) % 16
-    view = memoryview(storage)[pad:pad + size]
+    view = storage.data[pad:pad + size]
     start = 0
     for chunk in chunks:
         view[start:start + len(chunk)] = chunk

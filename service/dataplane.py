@@ -131,7 +131,7 @@ class DataPlane:
                        and not np.isfinite(value) else "is outside 0..255")
             raise InvalidInput(f"{field}: value {value!r} at row {row}, column {column} "
                                f"{problem}; expected raw pixel values in 0..255")
-        return np.require(array, np.float32, "CA")  # contiguous, aligned: a view when it is
+        return np.require(array, np.float32, ["C", "A"])  # contiguous, aligned: a view if it is
 
     def v2_rows(self, model: ModelVersion, tensors: dict[str, np.ndarray]) -> np.ndarray:
         """The pixels of a V2 request: exactly one input, named as the model names it."""
