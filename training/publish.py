@@ -16,6 +16,8 @@ from pathlib import Path
 TEMP_PREFIX = ".tmp-"
 STALE_SECONDS = 3600  # a temp folder this old belongs to a killed run, not a live publisher
 ATTEMPTS = 20
+FOLDER_MODE = 0o755  # mkdtemp makes 0700; a service running as another user must read versions
+FILE_MODE = 0o644  # whatever the trainer's umask, the files stay readable by the service
 
 
 class PublishError(Exception):
@@ -45,6 +47,7 @@ def _write_synced(path: Path, content: bytes) -> None:
         file.write(content)
         file.flush()
         os.fsync(file.fileno())
+    path.chmod(FILE_MODE)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,6 +75,7 @@ def publish(repository: Path, name: str, build_files: Callable[[int], dict[str, 
         version = versions[-1] + 1 if versions else 1
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{version}-", dir=model_dir))
         try:
+            temp.chmod(FOLDER_MODE)
             for filename, content in build_files(version).items():
                 _write_synced(temp / filename, content)
             _fsync_dir(temp)

@@ -99,3 +99,11 @@ def test_unwritable_repository_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(PublishError, match=r"cannot create .*file/m"):
         publish(blocker, "m", files)
+
+
+def test_published_version_is_readable_by_other_users(tmp_path: Path) -> None:
+    """The service often runs as another user (containers): 0700 from mkdtemp would lock it out."""
+    folder = publish(tmp_path, "m", files)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o044 == 0o044, f"{path.name} is not readable by group/others"
