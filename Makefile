@@ -25,6 +25,8 @@ train: install                     ## train with a preset: make train CONFIG=tra
 	$(BIN)/mlp-train train --config $(or $(CONFIG),training/configs/mnist-5k.toml)
 serve: install                     ## serve whatever is in models/ (model control needs MLP_API_KEY)
 	$(BIN)/mlp-serve --repository models
+reliability: install               ## reliability + security suite, long versions (5 min load, 10,000 fuzz cases; ~12 min)
+	RELIABILITY_LONG=1 $(BIN)/pytest tests/reliability -v
 bench: install                     ## speed benchmarks (print numbers; not tests)
 	$(BIN)/python bench/train_speed.py && $(BIN)/python bench/serve_load.py
 clean:                             ## remove the virtualenv and caches (keeps models/)
