@@ -14,6 +14,8 @@ How to use it (the whole interface):
   model thread), never on the event loop. Every output's axis 0 must match the batch's rows.
 - `submit` returns a `BatchResult`; `on_batch(batch_rows, compute_s)` (optional) is called on the
   loop once per model call, for a batch-size histogram.
+- `refuse_if_full()` raises `QueueFullError` when no request could fit right now, so a server
+  can refuse one on arrival, before it pays for reading and decoding the body.
 - Errors: `QueueFullError` (-> 503 + Retry-After, at once, nothing queued), `DeadlineExceededError`
   (-> 504: the deadline passed while queued or computing; never a late answer),
   `BatcherStoppedError` (submit before `start` or after `drain_and_stop`). If `run_batch` raises,
@@ -50,11 +52,13 @@ RunBatch = Callable[[np.ndarray], dict[str, np.ndarray]]
 class QueueFullError(Exception):
     """Too many rows are waiting; the client should retry after `retry_after_s` seconds."""
 
-    def __init__(self, queued_rows: int, new_rows: int, max_queue_rows: int) -> None:
+    def __init__(self, queued_rows: int, new_rows: int | None, max_queue_rows: int) -> None:
         self.retry_after_s = 1
+        adds = ("" if new_rows is None else f" and this request adds {new_rows}")
+        over = "at" if new_rows is None else "over"
         super().__init__(
-            f"server busy: {queued_rows} rows are queued and this request adds {new_rows}, "
-            f"over the limit of {max_queue_rows}; retry after {self.retry_after_s} s"
+            f"server busy: {queued_rows} rows are queued{adds}, {over} the limit of "
+            f"{max_queue_rows}; retry after {self.retry_after_s} s"
         )
 
 
@@ -170,6 +174,12 @@ class DynamicBatcher:
     def queue_rows(self) -> int:
         """Rows submitted and not yet taken into a batch."""
         return self._queued_rows
+
+    def refuse_if_full(self) -> None:
+        """QueueFullError when the queue is already at its bound: a request can be refused on
+        arrival, before its body is read and decoded, when no number of rows would fit."""
+        if self._queued_rows >= self._max_queue_rows:
+            raise QueueFullError(self._queued_rows, None, self._max_queue_rows)
 
     async def start(self) -> None:
         """Bind to the running loop and start the model thread."""

@@ -163,27 +163,43 @@ class DataPlane:
             chosen.append((output.name, options.get("binary_data", binary_default) is True))
         return chosen
 
-    def deadline(self, parameters: dict[str, Any] | None) -> float:
-        """monotonic() deadline: the server's request timeout or the client's shorter one."""
+    def deadline(self, arrived: float, parameters: dict[str, Any] | None = None) -> float:
+        """monotonic() deadline counted from arrival (reading and decoding included): the
+        server's request timeout or the client's shorter one."""
         timeout_s = self.settings.request_timeout_ms / 1000
         client_us = (parameters or {}).get("timeout")  # tritonclient: microseconds
         if isinstance(client_us, int) and not isinstance(client_us, bool) and client_us > 0:
             timeout_s = min(timeout_s, client_us / 1e6)
-        return time.monotonic() + timeout_s
+        return arrived + timeout_s
+
+    def check_deadline(self, deadline: float, arrived: float) -> None:
+        """504 now, rather than decode or queue a request whose answer would come too late."""
+        now = time.monotonic()
+        if now >= deadline:
+            raise DeadlineExceeded(str(DeadlineExceededError(now - arrived)))
 
     def admit(self, name: str, version: int | None) -> Served:
-        """Take a new inference request: 503 once shutting down, 404 for unknown models.
+        """Take a new inference request: 503 once shutting down or when the model's queue is
+        already at its bound, 404 for unknown models.
 
-        Called when the request arrives, so requests that arrived before SIGTERM still finish.
+        Called when the request arrives, before its body is read: so requests that arrived
+        before SIGTERM still finish, and refusing load costs next to nothing (a refusal after
+        reading and decoding costs as much as an answer, and the backlog then waits unbounded
+        in the socket buffers).
         """
         if self.lifecycle.draining:
             raise ServiceUnavailable("server is shutting down; send the request to another "
                                      "replica")
-        return self.manager.get(name, version)
+        served = self.manager.get(name, version)
+        try:
+            served.batcher.refuse_if_full()
+        except QueueFullError as error:
+            raise ServiceUnavailable(str(error), error.retry_after_s) from None
+        return served
 
     async def infer_v2(
         self, name: str, version: int | None, request: InferenceRequest,
-        tensors: dict[str, np.ndarray],
+        tensors: dict[str, np.ndarray], arrived: float,
     ) -> tuple[ModelVersion, list[tuple[str, np.ndarray, bool]]]:
         """Run a decoded V2 request on the version served now; (model, [(output, array, binary?)]).
 
@@ -193,11 +209,14 @@ class DataPlane:
         served = self.manager.get(name, version)
         rows = self.v2_rows(served.model, tensors)
         chosen = self.v2_outputs(served.model, request)
-        result = await self.predict(served, rows, self.deadline(request.parameters))
+        result = await self.predict(served, rows, self.deadline(arrived, request.parameters),
+                                    arrived)
         return served.model, [(out, result.outputs[out], binary) for out, binary in chosen]
 
-    async def predict(self, served: Served, rows: np.ndarray, deadline: float) -> BatchResult:
+    async def predict(self, served: Served, rows: np.ndarray, deadline: float,
+                      arrived: float) -> BatchResult:
         """Queue rows on the served version's batcher and map its errors to HTTP errors."""
+        self.check_deadline(deadline, arrived)
         try:
             result = await served.batcher.submit(rows, deadline=deadline)
         except QueueFullError as error:

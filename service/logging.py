@@ -1,7 +1,8 @@
 """One log line and one set of metrics per request, and the X-Request-ID on every response.
 
-A pure ASGI middleware (no BaseHTTPMiddleware: it would buffer and slow every response). Handlers
-name the model and version that answered with `note_model`; bodies are never logged.
+A pure ASGI middleware (no BaseHTTPMiddleware: it would buffer and slow every response). It
+notes when each request arrived, so deadlines count the time spent reading and decoding.
+Handlers name the model and version that answered with `note_model`; bodies are never logged.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def request_id_of(request: Request) -> str:
     return str(request.scope.get(SCOPE_KEY, {}).get("request_id", ""))
 
 
+def arrival_of(request: Request) -> float:
+    """time.monotonic() when the app received this request: where its deadline starts."""
+    arrived = request.scope.get(SCOPE_KEY, {}).get("arrived")
+    return time.monotonic() if arrived is None else float(arrived)
+
+
 def _clean_id(raw: bytes | None) -> str:
     """Take the client's X-Request-ID when it is short printable ASCII, else make one."""
     if raw and len(raw) <= MAX_ID_CHARS and raw.isascii() and raw.decode().isprintable():
@@ -51,10 +58,11 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started, arrived = time.perf_counter(), time.monotonic()
         given = next((value for key, value in scope["headers"] if key == b"x-request-id"), None)
         request_id = _clean_id(given)
-        note: dict[str, Any] = {"request_id": request_id, "model": "", "version": ""}
+        note: dict[str, Any] = {"request_id": request_id, "model": "", "version": "",
+                                "arrived": arrived}
         scope[SCOPE_KEY] = note
         status = 500
         id_header = (b"x-request-id", request_id.encode())

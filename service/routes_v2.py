@@ -10,7 +10,7 @@ from service import codec
 from service.dataplane import DataPlane
 from service.deps import DataPlaneDep
 from service.errors import ServiceUnavailable
-from service.logging import note_model
+from service.logging import arrival_of, note_model
 from service.protocol import (
     ErrorResponse,
     InferenceResponse,
@@ -127,13 +127,15 @@ async def infer_version(name: str, version: str, request: Request,
 
 async def _infer(name: str, version: int | None, request: Request,
                  dataplane: DataPlane) -> Response:
+    arrived = arrival_of(request)
     admitted = dataplane.admit(name, version)
     note_model(request, admitted.model.name, admitted.model.version)
     header_length = request.headers.get(codec.HEADER_LENGTH)
     body = await codec.read_binary_body(request, dataplane.settings.max_body_bytes, header_length)
+    dataplane.check_deadline(dataplane.deadline(arrived), arrived)  # not worth decoding
     json_part, binary = codec.split_binary(body, header_length)
     infer_request, tensors = codec.decode_inference_request(json_part, binary)
-    model, outputs = await dataplane.infer_v2(name, version, infer_request, tensors)
+    model, outputs = await dataplane.infer_v2(name, version, infer_request, tensors, arrived)
     note_model(request, model.name, model.version)
     payload, headers = codec.encode_inference_response(model.name, model.version,
                                                        infer_request.id, outputs)
