@@ -54,7 +54,8 @@ def http_request(path: str, body: bytes, host: str, content_type: str = "applica
     return head.encode("ascii") + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """(status, lower-cased headers, body) of one Content-Length-framed answer."""
     head = await reader.readuntil(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = {}
@@ -78,7 +79,7 @@ async def _worker(host: str, port: int, request: bytes, stop_at: float,
         sent = time.monotonic()
         try:
             writer.write(request)
-            status, headers, body = await _read_response(reader)
+            status, headers, body = await read_response(reader)
         except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             report.outcomes.append(RawOutcome(0, sent, time.monotonic(),
                                               problem=f"{type(error).__name__}: {error}"))
