@@ -101,7 +101,9 @@ def test_sustained_load_answers_correctly_without_leaking(
     print(report.summary())
     assert len(report.outcomes) > clients, report.summary()
     assert failures == [], f"{len(failures)} failed, first: {failures[:3]}"
-    assert abs(growth) <= 0.10, (
-        f"RSS went from {rss_warm / MB:.1f} MB at the end of warm-up to "
-        f"{rss_after / MB:.1f} MB at the end of the run (medians over 5 s)"
+    # One-sided: a leak or arena growth raises RSS; the allocator handing warm-up's 64-row
+    # high-water mark back to the OS lowers it (seen in CI: 153 -> 135 MB), which is no defect.
+    assert growth <= 0.10, (
+        f"RSS grew from {rss_warm / MB:.1f} MB at the end of warm-up to "
+        f"{rss_after / MB:.1f} MB at the end of the run (medians over 5 s): more than 10%"
     )
