@@ -45,9 +45,11 @@ class Settings(BaseSettings):
     max_queue_delay_ms: float = Field(2.0, ge=0)
     """Longest a queued request waits for a fuller batch while the model is busy."""
     max_queue_rows: int = Field(4096, ge=1)
-    """Rows allowed to wait per model; beyond it requests get 503 with Retry-After."""
+    """Rows allowed to wait per model; beyond it requests get 503 with Retry-After (on arrival,
+    before their body is read, once the queue is full)."""
     request_timeout_ms: float = Field(10_000, gt=0)
-    """Deadline of one inference request (queue + compute); past it the answer is 504."""
+    """Deadline of one inference request from its arrival (body, decoding, queue, compute);
+    past it the answer is 504."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Largest request body accepted (after decompression); larger gets 413."""
     max_rows_per_request: int = Field(1024, ge=1)
