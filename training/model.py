@@ -1,5 +1,6 @@
 """The MLP: raw 0..255 pixels in, class logits out. Preprocessing is a layer, so ONNX carries it."""
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -45,22 +46,28 @@ class Preprocess(nn.Module):
 
 
 class Dropout(nn.Module):
-    """Inverted dropout from one `torch.rand` draw: the same maths as nn.Dropout, 3x cheaper.
+    """Inverted dropout with one random byte per unit: nn.Dropout's maths at a fifth of the cost.
 
-    On CPU, torch's `bernoulli_` (behind nn.Dropout) costs ~10 ns per element against ~3 ns for
-    `torch.rand`; in a bf16 step of the fashion preset that was a fifth of the time. In eval
-    mode it is the identity, so the exported graph has no dropout node.
+    On CPU, `bernoulli_` (behind nn.Dropout) costs ~10 ns per element; 64-bit random integers
+    viewed as bytes cost ~0.5 ns, so the mask is cheap next to the matmuls (in a bf16 step of the
+    fashion preset nn.Dropout took a fifth of the time). A unit is dropped when its byte is below
+    round(256 p), so the drop rate is p rounded to the nearest 1/256 (0.3 -> 0.3008); survivors
+    are scaled by the exact inverse keep rate. In eval mode it is the identity, so the exported
+    graph has no dropout node.
     """
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
+        self.threshold = min(round(256 * p), 255)
+        self.scale = 256 / (256 - self.threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
+        if not self.training or self.threshold == 0:
             return x
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        return x * (keep.to(x.dtype) / (1 - self.p))
+        words = torch.randint(-(2**63), 2**63 - 1, (math.ceil(x.numel() / 8),), device=x.device)
+        keep = words.view(torch.uint8)[: x.numel()].view(x.shape) >= self.threshold
+        return x * (keep.to(x.dtype) * self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
