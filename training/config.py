@@ -88,7 +88,9 @@ class TrainConfig(BaseModel):
     threads: int = Field(0, ge=0)
     """torch threads; 0 keeps torch's default (one per core)."""
     bf16: bool = False
-    """bfloat16 autocast for training matmuls on CPUs that support it; export stays float32."""
+    """bfloat16 autocast for training matmuls, float32 weights; export and validation stay float32.
+
+    Needs a CPU with bf16 instructions (avx512_bf16/AMX) to be faster; runs stay reproducible."""
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "TrainConfig":
