@@ -44,9 +44,11 @@ def make_epoch(x8: torch.Tensor, y: torch.Tensor, dropout: float = 0.3, optimize
     config = load_config(ROOT / "training/configs/fashion-mnist.toml", [f"dropout={dropout}"])
     torch.manual_seed(0)
     model = build_model(config, 10, x8.numpy())
-    kind = {"fused": True} if fused else {"foreach": True}
-    opt = (torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05, **kind)
-           if optimizer == "adamw" else torch.optim.Adam(model.parameters(), lr=2e-3, **kind))
+    foreach = None if fused else True  # the default when not fused
+    opt = (torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05, fused=fused,
+                             foreach=foreach)
+           if optimizer == "adamw"
+           else torch.optim.Adam(model.parameters(), lr=2e-3, fused=fused, foreach=foreach))
     forward = torch.compile(model) if compile else model
     x = x8 if uint8 else x8.float()
     generator = torch.Generator().manual_seed(0)
