@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.model import MLP, MLPConfig, weight_penalty
+from training.model import MLP, Dropout, MLPConfig, weight_penalty
 
 
 @pytest.mark.parametrize("hidden", [[], [32], [32, 16]])
@@ -72,3 +72,15 @@ def test_penalty_is_on_weights_only() -> None:
 
 def test_zero_coefficients_add_nothing() -> None:
     assert weight_penalty(MLP(MLPConfig()), 0.0, 0.0).item() == 0.0
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_byte_mask_dropout_rate_and_mean(p: float) -> None:
+    """The cheap mask drops round(256 p)/256 of the units and keeps the expected value."""
+    torch.manual_seed(0)
+    layer = Dropout(p).train()
+    out = layer(torch.ones(512, 1024))
+    dropped = (out == 0).float().mean().item()
+    assert abs(dropped - round(256 * p) / 256) < 0.005, f"dropped {dropped:.4f} for p={p}"
+    assert abs(out.mean().item() - 1.0) < 0.01
+    assert torch.equal(layer.eval()(torch.ones(3, 4)), torch.ones(3, 4))
