@@ -6,7 +6,7 @@ Every field is saved into the model card, so a published model says exactly how 
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
@@ -115,15 +115,20 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
+def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """Parse a TOML file, turning a missing file or bad syntax into one `error` naming the file."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as problem:
+        raise error(f"{what} {path} is not valid TOML: {problem}") from None
+
+
 def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a TOML preset (default mnist-5k), apply overrides, validate the result."""
     path = DEFAULT_PRESET if path is None else Path(path)
-    try:
-        values = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    values = read_toml(path, "config file", ConfigError)
     for text in overrides:
         key, value = parse_override(text)
         values[key] = value

@@ -11,12 +11,13 @@ import itertools
 import json
 import math
 import random
-import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from training.config import read_toml
 
 Overrides = dict[str, Any]
 
@@ -51,12 +52,7 @@ class SweepSpec(BaseModel):
 
 def load_spec(path: Path, fields: Collection[str]) -> SweepSpec:
     """Read and check a sweep TOML; every key must be one of `fields` (TrainConfig's)."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"sweep file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SweepError(f"sweep file {path} is not valid TOML: {error}") from None
+    raw = read_toml(path, "sweep file", SweepError)
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:
