@@ -1,7 +1,9 @@
 """`mlp-train`: train and publish a model, or re-evaluate a published one.
 
-Every expected failure (bad config, bad data, diverged training, failed export or publish) ends
-as one line on stderr and exit code 1; argparse usage errors exit with 2.
+Every expected failure (bad config, bad data, diverged training, failed export or publish, the
+`train` extra not installed) ends as one line on stderr and exit code 1; argparse usage errors
+exit with 2. Nothing here imports torch at module level: `--help` stays fast, and an install
+without torch (the service image) gets a one-line error instead of a traceback.
 """
 
 import argparse
@@ -10,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from training.dependencies import missing_message, missing_modules
 from training.sweep.cli import add_sweep_parser, run_sweep
 
 
@@ -100,10 +103,18 @@ def expected_errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "evaluate": run_evaluate}
+    missing = missing_modules()
+    if missing:  # every command needs torch; say so before anything tries to import it
+        print(f"mlp-train {args.command}: error: {missing_message(missing)}", file=sys.stderr)
+        return 1
     try:
         if args.command == "sweep":
             return run_sweep(args)  # reports its own per-trial failures and exit code
         handlers[args.command](args)
+    except ModuleNotFoundError as error:  # installed but broken (a dependency of a dependency)
+        print(f"mlp-train {args.command}: error: {missing_message([str(error.name)])}",
+              file=sys.stderr)
+        return 1
     except expected_errors() as error:
         print(f"mlp-train {args.command}: error: {error}", file=sys.stderr)
         return 1
