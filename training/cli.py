@@ -32,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, default=None,
                        help="TOML preset (default: training/configs/mnist-5k.toml)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.add_argument("--no-publish", action="store_true",
-                       help="train, export and verify, but leave the repository untouched")
+    publishing = train.add_mutually_exclusive_group()
+    publishing.add_argument("--no-publish", action="store_true",
+                            help="train, export and verify, but leave the repository untouched")
+    publishing.add_argument("--skip-if-published", action="store_true",
+                            help="exit 0 without training when the repository already holds a "
+                            "complete version of the config's model name (for jobs that run on "
+                            "every start, like docker compose up)")
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="override a config key; values are TOML (l2=1e-4, hidden_sizes=[64])")
 
@@ -53,9 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> None:
     from training.config import load_config
-    from training.pipeline import train_and_publish
+    from training.publish import published_versions
 
     config = load_config(args.config, args.overrides)
+    if args.skip_if_published:
+        versions = published_versions(config.repository, config.name)
+        if versions:
+            print(f"{config.name} version {versions[-1]} is already published in "
+                  f"{config.repository}; not training (--skip-if-published)")
+            return
+    from training.pipeline import train_and_publish  # torch: only once training will happen
+
     result = train_and_publish(config, quiet=args.quiet, publish=not args.no_publish)
     fit = result.fit
     stop = f"stopped early, best epoch {fit.best_epoch}" if fit.stopped_early else (

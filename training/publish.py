@@ -18,6 +18,7 @@ STALE_SECONDS = 3600  # a temp folder this old belongs to a killed run, not a li
 ATTEMPTS = 20
 FOLDER_MODE = 0o755  # mkdtemp makes 0700; a service running as another user must read versions
 FILE_MODE = 0o644  # whatever the trainer's umask, the files stay readable by the service
+ARTIFACT_FILES = ("model.onnx", "model.json")  # what a version holds (docs/artifact.md)
 
 
 class PublishError(Exception):
@@ -32,6 +33,19 @@ def existing_versions(model_dir: Path) -> list[int]:
         int(entry.name) for entry in model_dir.iterdir()
         if entry.is_dir() and entry.name.isascii() and entry.name.isdigit() and int(entry.name) > 0
     )
+
+
+def published_versions(repository: Path, name: str) -> list[int]:
+    """Versions of `name` a reader can load: numbered folders that hold every artifact file.
+
+    Temp folders never count (existing_versions skips them), nor does a numbered folder made by
+    hand without both files. `mlp-train train --skip-if-published` asks this.
+    """
+    model_dir = Path(repository) / name
+    return [
+        version for version in existing_versions(model_dir)
+        if all((model_dir / str(version) / file).is_file() for file in ARTIFACT_FILES)
+    ]
 
 
 def remove_stale_temp_folders(model_dir: Path, *, older_than: float = STALE_SECONDS) -> None:

@@ -72,3 +72,39 @@ def test_train_then_evaluate_a_user_file(
     assert "accuracy" in capsys.readouterr().out
     assert main(["evaluate", "models/tiny/1", "--data", "mnist-5k"]) == 1
     assert "predicts 3 classes but mnist-5k has 10" in capsys.readouterr().err
+
+
+def test_skip_if_published_trains_into_an_empty_repository_then_skips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compose `train` job: the first `up` trains and publishes, later ones leave it alone."""
+    data = make_dataset(n_train=120, n_test=30, separation=20.0)
+    source = tmp_path / "tiny.npz"
+    np.savez(source, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+             y_test=data.y_test)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--skip-if-published", "--quiet", "name=tiny", f"data={source}",
+            "hidden_sizes=[8]", "epochs=1", "threads=1", "repository=repo"]
+    assert main(argv) == 0
+    assert "published: repo/tiny/1" in capsys.readouterr().out
+    runs = list(Path("runs/tiny").iterdir())
+
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "tiny version 1 is already published in repo; not training (--skip-if-published)"]
+    assert captured.err == ""
+    assert sorted(p.name for p in Path("repo/tiny").iterdir()) == ["1"]
+    assert list(Path("runs/tiny").iterdir()) == runs  # no training run either
+
+    assert main([*argv, "name=tiny2"]) == 0  # another name in the same repository still trains
+    assert "published: repo/tiny2/1" in capsys.readouterr().out
+
+
+def test_skip_if_published_and_no_publish_exclude_each_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--skip-if-published", "--no-publish"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

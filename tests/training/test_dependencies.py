@@ -44,7 +44,7 @@ def test_nothing_is_missing_here_and_a_hidden_module_is(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("argv", [
-    ["train"], ["evaluate", "models/x/1", "--data", "mnist-5k"],
+    ["train"], ["train", "--skip-if-published"], ["evaluate", "models/x/1", "--data", "mnist-5k"],
     ["sweep", "--grid", "no-such.toml"],
 ])
 def test_without_torch_every_command_says_what_to_install(argv: list[str], tmp_path: Path) -> None:

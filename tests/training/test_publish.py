@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from training import publish as publishing
-from training.publish import PublishError, existing_versions, publish
+from training.publish import PublishError, existing_versions, publish, published_versions
 
 
 def files(version: int) -> dict[str, bytes]:
@@ -107,3 +107,19 @@ def test_published_version_is_readable_by_other_users(tmp_path: Path) -> None:
     assert folder.stat().st_mode & 0o777 == 0o755
     for path in folder.iterdir():
         assert path.stat().st_mode & 0o044 == 0o044, f"{path.name} is not readable by group/others"
+
+
+def test_published_versions_counts_only_complete_folders_of_that_name(tmp_path: Path) -> None:
+    """What --skip-if-published asks: temp, half-made folders and other names don't count."""
+    assert published_versions(tmp_path, "m") == []  # no repository at all yet
+    model_dir = tmp_path / "m"
+    temp = model_dir / ".tmp-1-abc"
+    temp.mkdir(parents=True)
+    for name, content in files(1).items():
+        (temp / name).write_bytes(content)
+    (model_dir / "3").mkdir()
+    (model_dir / "3" / "model.json").write_bytes(b"{}")  # no model.onnx: not loadable
+    publish(tmp_path, "other", files)
+    assert published_versions(tmp_path, "m") == []
+    assert publish(tmp_path, "m", files) == model_dir / "4"
+    assert published_versions(tmp_path, "m") == [4]
