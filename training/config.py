@@ -90,7 +90,8 @@ class TrainConfig(BaseModel):
     bf16: bool = False
     """bfloat16 autocast for training matmuls, float32 weights; export and validation stay float32.
 
-    Needs a CPU with bf16 instructions (avx512_bf16/AMX) to be faster; runs stay reproducible."""
+    Needs a CPU with bf16 instructions (avx512_bf16/AMX) to be faster, and training warns when it
+    has none; runs stay reproducible."""
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "TrainConfig":

@@ -1,9 +1,11 @@
 """The training loop, written out in one `fit()`: batches, penalties, schedule, early stopping."""
 
 import copy
+import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,10 @@ from training.config import TrainConfig
 from training.model import MLP, weight_penalty
 
 EVAL_BATCH = 4096  # rows per forward pass when only measuring; bigger is faster, memory is small
+CPUINFO = Path("/proc/cpuinfo")
+# x86 AVX-512 BF16 and AMX; "bf16" is how Linux names Arm's BF16 extension (Graviton3 and later)
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+log = logging.getLogger(__name__)
 
 
 class TrainingError(Exception):
@@ -31,6 +37,32 @@ class FitResult:
     @property
     def epochs_run(self) -> int:
         return len(self.history)
+
+
+def cpu_has_native_bf16(cpuinfo: Path) -> bool | None:
+    """Does the CPU `cpuinfo` describes compute bf16 matmuls in hardware? None: cannot tell.
+
+    bf16=true is faster only with avx512_bf16 or AMX (1.5x on this project's benchmark machine);
+    elsewhere oneDNN converts to and from float32 around every matmul, so autocast makes training
+    slower, silently. torch has no public query for it: torch.backends.cpu.get_cpu_capability()
+    says "AVX512" with or without bf16. So we read the flags the kernel reports.
+    """
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    flag_lines = [line for line in lines if line.startswith(("flags", "Features"))]
+    if not flag_lines:
+        return None
+    flags = {flag for line in flag_lines for flag in line.partition(":")[2].split()}
+    return bool(flags & NATIVE_BF16_FLAGS)
+
+
+def warn_if_bf16_is_emulated(config: TrainConfig) -> None:
+    """One warning line at the start of a bf16 run on a CPU that would emulate it."""
+    if config.bf16 and cpu_has_native_bf16(CPUINFO) is False:
+        log.warning("bf16=true but this CPU has no native bf16 (avx512_bf16/amx); training may be "
+                    "slower than fp32; set bf16=false")
 
 
 def make_optimizer(model: MLP, config: TrainConfig) -> torch.optim.Optimizer:
@@ -106,6 +138,7 @@ def fit(
     permutation: no DataLoader, no copies beyond the batch itself. Train loss/accuracy in the
     history are running means over the epoch's batches (with dropout on), as Keras reports them.
     """
+    warn_if_bf16_is_emulated(config)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     batches = math.ceil(len(x_train) / config.batch_size)

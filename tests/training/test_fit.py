@@ -1,5 +1,6 @@
 """fit(): early stopping restores the best weights, runs are reproducible, penalties regularize."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -7,9 +8,17 @@ import pytest
 import torch
 
 from tests.training.synthetic import fast_config, make_dataset, single_thread  # noqa: F401
+from training import fit as fitting
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset, split_validation
-from training.fit import FitResult, TrainingError, evaluate, fit, shift_images
+from training.fit import (
+    FitResult,
+    TrainingError,
+    cpu_has_native_bf16,
+    evaluate,
+    fit,
+    shift_images,
+)
 from training.pipeline import build_model
 from training.seeding import seed_everything
 
@@ -141,3 +150,46 @@ def test_shift_moves_the_whole_image_and_keeps_its_pixels() -> None:
     dy, dx = int(rows.min()) - 10, int(cols.min()) - 12
     assert max(abs(dy), abs(dx)) <= 2 and (dy, dx) != (0, 0)
     assert torch.equal(shifted, image.roll((dy, dx), dims=(1, 2)))
+
+
+# /proc/cpuinfo excerpts: an AVX-512 server without BF16 (Cascade Lake), one with it (Zen 4),
+# Sapphire Rapids (AMX), an AVX2 laptop, an Arm server with BF16 (Graviton3).
+CASCADE_LAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_vnni\n"
+ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n" * 2
+SAPPHIRE_RAPIDS = "flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n"
+LAPTOP = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd sve i8mm bf16 dcpop\n"
+
+
+@pytest.mark.parametrize(("cpuinfo", "native"), [
+    (CASCADE_LAKE, False), (LAPTOP, False), (ZEN4, True), (SAPPHIRE_RAPIDS, True),
+    (GRAVITON3, True), ("processor\t: 0\nmodel name\t: unknown\n", None),
+])
+def test_native_bf16_is_read_from_the_cpu_flags(
+    cpuinfo: str, native: bool | None, tmp_path: Path
+) -> None:
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert cpu_has_native_bf16(tmp_path / "cpuinfo") is native
+
+
+def test_no_cpuinfo_means_unknown(tmp_path: Path) -> None:
+    assert cpu_has_native_bf16(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(("cpuinfo", "bf16", "warned"), [
+    (CASCADE_LAKE, True, True), (ZEN4, True, False), (CASCADE_LAKE, False, False),
+    (None, True, False),  # not Linux: nothing to say
+])
+def test_bf16_on_a_cpu_without_it_warns_at_training_start(
+    cpuinfo: str | None, bf16: bool, warned: bool, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    monkeypatch.setattr(fitting, "CPUINFO", path)
+    with caplog.at_level(logging.WARNING, logger="training.fit"):
+        train(fast_config(tmp_path, epochs=1, bf16=bf16), make_dataset(n_train=64, n_test=8))
+    expected = ("bf16=true but this CPU has no native bf16 (avx512_bf16/amx); training may be "
+                "slower than fp32; set bf16=false")
+    assert [r.getMessage() for r in caplog.records] == ([expected] if warned else [])
