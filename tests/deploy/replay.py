@@ -34,6 +34,7 @@ class DockerfileReplay:
         self.volumes = volumes or {}
         self.env: dict[str, str] = {}
         self.workdir = root
+        self.entrypoint: list[str] = []
         self.command: list[str] = []
         self.healthcheck: list[str] = []
         self.shim = root / "base-image-bin"  # `python` of the base image = this machine's 3.11
@@ -122,7 +123,8 @@ class DockerfileReplay:
         self.healthcheck = json.loads(value[value.index("CMD") + 3:])
 
     def do_entrypoint(self, value: str, final: bool) -> None:
-        self.command = json.loads(value)
+        self.entrypoint = json.loads(value)
+        self.command = list(self.entrypoint)
 
     def do_cmd(self, value: str, final: bool) -> None:
         self.command = [*self.command, *[self.map_paths(arg) for arg in json.loads(value)]]
@@ -131,8 +133,11 @@ class DockerfileReplay:
         """The container's environment: the image's ENV, then `docker run -e` overrides."""
         return {**self.base_env(), **self.env, **overrides}
 
-    def executable(self, env: dict[str, str]) -> list[str]:
-        """The image's ENTRYPOINT + CMD with the program resolved on the image's PATH."""
-        program = shutil.which(self.command[0], path=env["PATH"])
-        assert program, f"{self.command[0]} is not on the image's PATH {env['PATH']}"
-        return [program, *self.command[1:]]
+    def executable(self, env: dict[str, str], command: list[str] | None = None) -> list[str]:
+        """The image's ENTRYPOINT + CMD, or ENTRYPOINT + `command` (compose's `command:` replaces
+        CMD), with the program resolved on the image's PATH."""
+        argv = self.command if command is None else [
+            *self.entrypoint, *[self.map_paths(arg) for arg in command]]
+        program = shutil.which(argv[0], path=env["PATH"])
+        assert program, f"{argv[0]} is not on the image's PATH {env['PATH']}"
+        return [program, *argv[1:]]

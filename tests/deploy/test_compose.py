@@ -1,5 +1,6 @@
 """docker-compose.yml: valid Compose, and wired as train-once-then-serve with no secret defaults."""
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -8,7 +9,15 @@ import jsonschema
 import pytest
 
 from service.settings import Settings
-from tests.deploy.files import COMPOSE_FILES, ROOT, compose_schema, load_yaml
+from tests.deploy.files import (
+    COMPOSE_FILES,
+    ROOT,
+    TRAINING_DOCKERFILE,
+    compose_schema,
+    dockerfile_instructions,
+    load_yaml,
+)
+from training.cli import build_parser
 
 SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
@@ -44,6 +53,19 @@ def test_service_starts_only_after_training_succeeded(compose: dict[str, Any]) -
     assert compose["services"]["service"]["depends_on"] == {
         "train": {"condition": "service_completed_successfully"}
     }
+
+
+def test_train_runs_the_image_command_but_only_while_no_model_is_published(
+    compose: dict[str, Any],
+) -> None:
+    """Every `up` starts `train`: without --skip-if-published each one would publish a version."""
+    (cmd,) = [i["value"] for i in dockerfile_instructions(TRAINING_DOCKERFILE)
+              if i["instruction"] == "CMD"]
+    image_command = json.loads(cmd)
+    command = compose["services"]["train"]["command"]
+    assert command == [image_command[0], "--skip-if-published", *image_command[1:]]
+    args = build_parser().parse_args(command)  # a real mlp-train option, not a typo
+    assert args.skip_if_published and not args.no_publish
 
 
 def test_train_writes_the_volume_and_service_reads_it_read_only(compose: dict[str, Any]) -> None:

@@ -1,12 +1,14 @@
 """Both images, replayed from their Dockerfiles: train into a volume, then serve it over HTTP.
 
-This is `docker compose up` without an engine: training/Dockerfile's job publishes into a
-"/models" folder, service/Dockerfile's venv (fresh, no torch) serves it with the image's own
-command and environment, and the image's HEALTHCHECK is run against it.
+This is `docker compose up` without an engine: training/Dockerfile's job, with the command
+docker-compose.yml gives it, publishes into a "/models" folder (and a second `up` leaves it
+alone), service/Dockerfile's venv (fresh, no torch) serves it with the image's own command and
+environment, and the image's HEALTHCHECK is run against it.
 """
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.deploy.files import SERVICE_DOCKERFILE, TRAINING_DOCKERFILE
+from tests.deploy.files import COMPOSE_FILES, SERVICE_DOCKERFILE, TRAINING_DOCKERFILE, load_yaml
 from tests.deploy.replay import DockerfileReplay
 from training.data import load_dataset
 
@@ -62,13 +64,18 @@ def service_image(images: dict[str, DockerfileReplay]) -> DockerfileReplay:
     return images["service"]
 
 
+def compose_train(image: DockerfileReplay) -> subprocess.CompletedProcess[str]:
+    """The compose `train` job: the image's ENTRYPOINT with docker-compose.yml's command."""
+    command = load_yaml(COMPOSE_FILES[0])["services"]["train"]["command"]
+    env = image.run_env()
+    return subprocess.run([*image.executable(env, command), *TRAIN_OVERRIDES], cwd=image.workdir,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def trained(images: dict[str, DockerfileReplay], models: Path) -> Path:
-    """The training image's command, run once like the compose `train` job; the new version."""
-    image = images["train"]
-    env = image.run_env()
-    result = subprocess.run([*image.executable(env), *TRAIN_OVERRIDES], cwd=image.workdir, env=env,
-                            capture_output=True, text=True, timeout=300)
+    """The compose `train` job on an empty volume, as on the first `up`; the new version."""
+    result = compose_train(images["train"])
     assert result.returncode == 0, result.stderr[-2000:]
     return models / "mnist-mlp" / "1"
 
@@ -118,6 +125,31 @@ def test_service_image_has_no_torch(service_image: DockerfileReplay) -> None:
 
 def test_training_image_publishes_into_the_volume(trained: Path) -> None:
     assert sorted(p.name for p in trained.iterdir()) == ["model.json", "model.onnx"]
+
+
+def test_the_next_up_does_not_train_again(images: dict[str, DockerfileReplay], trained: Path,
+                                          models: Path) -> None:
+    result = compose_train(images["train"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [
+        f"mnist-mlp version 1 is already published in {models}; not training "
+        "(--skip-if-published)"]
+    assert sorted(p.name for p in (models / "mnist-mlp").iterdir()) == ["1"]
+
+
+def test_mlp_train_in_the_service_image_says_it_needs_the_training_image(
+    service_image: DockerfileReplay,
+) -> None:
+    """The wheel carries training/ too, so the service image has mlp-train: one line, no trace."""
+    env = service_image.run_env()
+    program = shutil.which("mlp-train", path=env["PATH"])
+    assert program and Path(program).is_relative_to(service_image.root), program
+    result = subprocess.run([program, "train"], env=env, capture_output=True, text=True,
+                            cwd=service_image.workdir, timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("mlp-train train: error: needs the training dependencies (torch, ")
+    assert line.endswith("use the training image (training/Dockerfile)")
 
 
 def test_service_image_serves_the_trained_model(container: dict[str, object],
