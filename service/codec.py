@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import orjson
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Receive
 
 from service.errors import (
     InvalidInput,
@@ -26,32 +27,32 @@ from service.errors import (
     UnsupportedMediaType,
     describe_validation_errors,
 )
+from service.httpcall import JSON_TYPE, Reply
 from service.protocol import DATATYPE_OF_DTYPE, DATATYPES, InferenceRequest
 
 HEADER_LENGTH = "inference-header-content-length"
 REJECTED_DATATYPES = {"BYTES", "BOOL", "BF16"}
-JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
     """The body, refused with 413 as soon as it (or its decompressed form) passes `limit`."""
-    chunks = await _receive(request, limit)
+    chunks = await _receive(receive, headers, limit)
     return decode_content(chunks[0] if len(chunks) == 1 else b"".join(chunks),
-                          request.headers.get("content-encoding"), limit)
+                          headers.get("content-encoding"), limit)
 
 
-async def read_binary_body(request: Request, limit: int, header_length: str | None
-                           ) -> bytes | memoryview:
+async def read_binary_body(receive: Receive, headers: Mapping[str, str], limit: int,
+                           header_length: str | None) -> bytes | memoryview:
     """`read_body` for a V2 request whose binary tensors start after the JSON header.
 
     The bytes are copied once, into a buffer where the first tensor byte sits on a 16-byte
     boundary, so np.frombuffer views the tensors without a second (aligning) copy.
     """
     offset = _header_length(header_length)
-    if offset is None or request.headers.get("content-encoding") is not None:
-        return await read_body(request, limit)
-    chunks = await _receive(request, limit)
+    if offset is None or headers.get("content-encoding") is not None:
+        return await read_body(receive, headers, limit)
+    chunks = await _receive(receive, headers, limit)
     size = sum(len(chunk) for chunk in chunks)
     storage = np.empty(size + 16, np.uint8)  # not zero-filled, unlike bytearray(n)
     pad = -(storage.ctypes.data + offset) % 16
@@ -63,12 +64,11 @@ async def read_binary_body(request: Request, limit: int, header_length: str | No
     return view
 
 
-async def _receive(request: Request, limit: int) -> list[bytes]:
+async def _receive(receive: Receive, headers: Mapping[str, str], limit: int) -> list[bytes]:
     """The body's chunks, read from the ASGI messages directly (no async generator)."""
-    declared = request.headers.get("content-length", "")
+    declared = headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(limit, f"{int(declared)} bytes")
-    receive = request.receive
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -296,5 +296,4 @@ def encode_predictions(labels: tuple[str, ...], outputs: dict[str, np.ndarray]) 
 def json_response(content: Any, status_code: int = 200,
                   headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson (numpy arrays included)."""
-    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code,
-                    headers=headers, media_type=JSON_TYPE)
+    return Reply.json(content, status_code, headers).response()

@@ -1,87 +1,100 @@
-"""The inference routes without FastAPI's per-request machinery: same endpoints, less CPU.
+"""The inference routes straight from ASGI: same endpoint code as FastAPI's routes, less CPU.
 
-Why: at 64 clients FastAPI's request handling (four middleware layers, a scan of every route,
-dependency solving) cost more server CPU than parsing and inference together (bench/README.md).
-`HotPath` sits in front of the FastAPI middleware stack and, for a POST whose first matching route
-is one of the given endpoints, calls that very endpoint function itself -- the same code FastAPI
-would call, with the same `Request`, path parameters and `dataplane` -- and renders its errors with
-the app's own exception handlers. Every other request, and the OpenAPI documentation of these
-routes, stays with FastAPI. The request log middleware wraps both, so logs, metrics and
-X-Request-ID are identical on either path.
+Why: at 64 clients FastAPI's request handling (its middleware layers, a scan of every route,
+dependency solving, Request and Response objects) cost more server CPU than parsing and
+inference together (bench/README.md). `HotPath` is the app's outermost layer: a POST whose path
+matches a hot route goes to that route's plain endpoint (`serve_infer`, `serve_predict`: the
+very functions the FastAPI routes call) with a `Call` built from the scope; the `Reply` is sent
+as two ASGI messages. Errors get the same `{"error"}` replies as FastAPI's exception handlers,
+and the same request log records the request. Every other request, and the OpenAPI
+documentation of these routes, stays with FastAPI.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Endpoint = Callable[..., Any]
-INJECTED = {"request", "dataplane"}
+from service.dataplane import DataPlane
+from service.errors import ServiceError
+from service.httpcall import Call, Reply
+from service.logging import REQUEST_ID, RequestLog
+
+logger = logging.getLogger("mlp_serve")
+PlainEndpoint = Callable[..., Awaitable[Reply]]  # (dataplane, call, **path params) -> Reply
+HotRoute = tuple[Route, PlainEndpoint]
+CLIENT_CLOSED = 499  # logged when the client went away before its answer (nginx's code)
+INTERNAL_ERROR = Reply.json({"error": "internal server error; see the server log"}, 500)
 
 
 class HotPath:
-    """Serve `hot` routes directly; hand everything else to `app` (the FastAPI stack).
+    """Serve the hot routes directly; hand every other request to `app` (the FastAPI stack).
 
-    `hot` are the APIRoutes as their router declares them (FastAPI >= 0.16x keeps included
-    routers as opaque branches, so the app's route list cannot be scanned). At build time every
-    other POST route of the app is checked not to match a hot path, so the router would have
-    picked the same endpoint.
+    `hot` pairs FastAPI routes, as their router declares them, with their plain endpoints. At build
+    time each plain endpoint is checked to take the route's path parameters, and no other POST
+    route of `owner` may match a hot path, so FastAPI's router would have picked the same one.
     """
 
-    def __init__(self, app: ASGIApp, owner: FastAPI, hot: Collection[Route]) -> None:
+    def __init__(self, app: ASGIApp, owner: Any, dataplane: DataPlane, log: RequestLog,
+                 hot: Sequence[HotRoute]) -> None:
         self.app = app
-        self.owner = owner
-        self.dataplane = owner.state.dataplane
+        self.dataplane = dataplane
+        self.log = log
         self.routes = list(hot)
-        for route in self.routes:
-            _check_signature(route)
-        _check_no_overlap(owner.router.routes, self.routes)
+        for route, endpoint in self.routes:
+            _check_signature(route, endpoint)
+        _check_no_overlap(owner.router.routes, [route for route, _ in self.routes])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path = get_route_path(scope)
-            for route in self.routes:
+            for route, endpoint in self.routes:
                 found = route.path_regex.match(path)
                 if found is not None:
                     params = {key: route.param_convertors[key].convert(value)
                               for key, value in found.groupdict().items()}
-                    await self._serve(route, params, scope, receive, send)
+                    await self._serve(route, endpoint, params, scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    async def _serve(self, route: Route, params: dict[str, Any], scope: Scope,
-                     receive: Receive, send: Send) -> None:
-        scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, params
-        request = Request(scope, receive, send)
+    async def _serve(self, route: Route, endpoint: PlainEndpoint, params: dict[str, Any],
+                     scope: Scope, receive: Receive, send: Send) -> None:
+        note = self.log.start(scope)
+        status = CLIENT_CLOSED
         try:
-            response = await route.endpoint(request=request, dataplane=self.dataplane, **params)
-        except Exception as error:
-            handler = self._handler(error)
-            if handler is None:
-                raise
-            response = await handler(request, error)
-        await response(scope, receive, send)
+            try:
+                reply = await endpoint(self.dataplane, Call.from_scope(scope, receive, note),
+                                       **params)
+            except ServiceError as error:
+                reply = Reply.error(error)
+            except ClientDisconnect:
+                return
+            except Exception:
+                logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                reply = INTERNAL_ERROR
+            status = reply.status
+            await send({"type": "http.response.start", "status": status,
+                        "headers": reply.raw_headers((REQUEST_ID,
+                                                      note["request_id"].encode()))})
+            await send({"type": "http.response.body", "body": reply.body})
+        finally:
+            self.log.finish(scope, note, route.path, status)
 
-    def _handler(self, error: Exception) -> Callable[..., Any] | None:
-        """The app's exception handler for `error`, looked up along its MRO as Starlette does."""
-        handlers = self.owner.exception_handlers
-        for cls in type(error).__mro__:
-            if cls in handlers:
-                return handlers[cls]
-        return None
 
-
-def hot_routes(routes: Iterable[BaseRoute], endpoints: Collection[Endpoint]) -> list[Route]:
-    """The routes (of a router, in its order) whose endpoint is one of `endpoints`."""
-    found = [r for r in routes if isinstance(r, Route) and r.endpoint in set(endpoints)]
-    missing = set(endpoints) - {r.endpoint for r in found}
+def hot_routes(routes: Iterable[BaseRoute], endpoints: Mapping[Callable[..., Any], PlainEndpoint]
+               ) -> list[HotRoute]:
+    """(route, plain endpoint) for the routes (of a router) whose FastAPI endpoint is a key of
+    `endpoints`, in the router's order."""
+    found = [(r, endpoints[r.endpoint]) for r in routes
+             if isinstance(r, Route) and r.endpoint in endpoints]
+    missing = set(endpoints) - {r.endpoint for r, _ in found}
     if missing:
         raise RuntimeError(f"no route for hot endpoints {sorted(e.__name__ for e in missing)}")
     return found
@@ -114,10 +127,10 @@ def _check_no_overlap(routes: Iterable[BaseRoute], hot: list[Route]) -> None:
                                    f"POST {path}; HotPath would bypass it")
 
 
-def _check_signature(route: Route) -> None:
-    """A hot endpoint takes only its path parameters, `request` and `dataplane`."""
-    names = set(inspect.signature(route.endpoint).parameters)
-    expected = set(route.param_convertors) | INJECTED
-    if names != expected:
-        raise RuntimeError(f"hot endpoint {route.endpoint.__name__} takes {sorted(names)}; "
-                           f"HotPath can only pass {sorted(expected)}")
+def _check_signature(route: Route, endpoint: PlainEndpoint) -> None:
+    """A plain endpoint takes (dataplane, call) and exactly the route's path parameters."""
+    try:
+        inspect.signature(endpoint).bind(None, None, **dict.fromkeys(route.param_convertors))
+    except TypeError as error:
+        raise RuntimeError(f"plain endpoint {endpoint.__name__} cannot serve {route.path}: "
+                           f"{error}") from None

@@ -43,6 +43,11 @@ class Metrics:
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self._model_children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
+    def track_in_flight(self, in_flight: Callable[[], float]) -> None:
+        """Read the in-flight gauge from the server's own count when scraped (no per-request
+        gauge updates on the hot path)."""
+        self.in_flight.set_function(in_flight)
+
     def observe_request(self, endpoint: str, model: str, version: str, status: int,
                         seconds: float) -> None:
         """Count one HTTP request and its duration (label children cached per combination)."""

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from service import codec
 from service.deps import ApiKeyDep, ManagerDep, SettingsDep
 from service.errors import InvalidInput, describe_validation_errors
-from service.logging import note_model
+from service.httpcall import Call
 from service.protocol import (
     ErrorResponse,
     RepositoryIndexItem,
@@ -36,7 +36,7 @@ def _body_doc(schema: str) -> dict[str, Any]:
 
 async def _optional_json(request: Request, limit: int, model: type[Any]) -> Any:
     """Parse an optional small JSON body into `model` (an empty body means defaults)."""
-    body = await codec.read_body(request, limit)
+    body = await codec.read_body(request.receive, request.headers, limit)
     try:
         return model.model_validate(codec.parse_json(body) if body.strip() else {})
     except ValidationError as error:
@@ -69,7 +69,7 @@ async def load(name: str, request: Request, _: ApiKeyDep, manager: ManagerDep,
     version = _check_parameters(body.parameters, LOAD_PARAMETERS).get("version")
     model = await manager.load(check_name(name), None if version is None else
                                parse_version(version))
-    note_model(request, model.name, model.version)
+    Call.from_request(request).answered_by(model.name, model.version)
     return codec.json_response({"name": model.name, "version": str(model.version),
                                 "state": "READY"})
 
@@ -82,6 +82,6 @@ async def unload(name: str, request: Request, _: ApiKeyDep, manager: ManagerDep,
     body = await _optional_json(request, settings.max_body_bytes, RepositoryLoadRequest)
     _check_parameters(body.parameters, UNLOAD_PARAMETERS)
     model = await manager.unload(name)
-    note_model(request, model.name, model.version)
+    Call.from_request(request).answered_by(model.name, model.version)
     return codec.json_response({"name": model.name, "version": str(model.version),
                                 "state": "UNAVAILABLE"})

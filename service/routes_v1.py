@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service import codec
+from service.dataplane import DataPlane
 from service.deps import DataPlaneDep
-from service.logging import arrival_of, note_model
+from service.httpcall import Call, Reply
 from service.protocol import ErrorResponse, PredictResponse, V1ModelResponse
 
 router = APIRouter(tags=["v1"])
@@ -38,17 +39,20 @@ async def model_status(name: str, dataplane: DataPlaneDep) -> Response:
              openapi_extra=PREDICT_BODY)
 async def predict(name: str, request: Request, dataplane: DataPlaneDep) -> Response:
     """Predict label, class name and probabilities for each row of 784 raw pixels."""
-    arrived = arrival_of(request)
+    return (await serve_predict(dataplane, Call.from_request(request), name)).response()
+
+
+async def serve_predict(dataplane: DataPlane, call: Call, name: str) -> Reply:
+    """The predict route, on FastAPI or on the hot path: read, decode, queue, encode."""
+    arrived = call.arrived
     admitted = dataplane.admit(name, None)
-    note_model(request, admitted.model.name, admitted.model.version)
-    body = await codec.read_body(request, dataplane.settings.max_body_bytes)
+    call.answered_by(admitted.model.name, admitted.model.version)
+    body = await codec.read_body(call.receive, call.headers, dataplane.settings.max_body_bytes)
     deadline = dataplane.deadline(arrived)
     dataplane.check_deadline(deadline, arrived)  # not worth decoding
     rows = dataplane.rows(codec.decode_instances(body), "instances")
     served = dataplane.manager.get(name)  # after the awaits: the version now served answers
-    note_model(request, served.model.name, served.model.version)
+    call.answered_by(served.model.name, served.model.version)
     result = await dataplane.predict(served, rows, deadline, arrived)
-    return Response(codec.encode_predictions(served.model.labels, result.outputs),
-                    headers={"content-type": codec.JSON_TYPE,
-                             "x-model-version": str(served.model.version)})
-
+    return Reply(codec.encode_predictions(served.model.labels, result.outputs),
+                 {"content-type": codec.JSON_TYPE, "x-model-version": str(served.model.version)})

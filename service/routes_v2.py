@@ -10,7 +10,7 @@ from service import codec
 from service.dataplane import DataPlane
 from service.deps import DataPlaneDep
 from service.errors import ServiceUnavailable
-from service.logging import arrival_of, note_model
+from service.httpcall import Call, Reply
 from service.protocol import (
     ErrorResponse,
     InferenceResponse,
@@ -114,7 +114,7 @@ def _ready(name: str, version: int | None, dataplane: DataPlane) -> Response:
              openapi_extra=INFER_BODY)
 async def infer(name: str, request: Request, dataplane: DataPlaneDep) -> Response:
     """Predict: JSON tensors or the binary tensor data extension, as tritonclient sends them."""
-    return await _infer(name, None, request, dataplane)
+    return (await serve_infer(dataplane, Call.from_request(request), name)).response()
 
 
 @router.post("/v2/models/{name}/versions/{version}/infer", response_model=InferenceResponse,
@@ -122,22 +122,25 @@ async def infer(name: str, request: Request, dataplane: DataPlaneDep) -> Respons
 async def infer_version(name: str, version: str, request: Request,
                         dataplane: DataPlaneDep) -> Response:
     """Predict with one version (404 unless it is the served one)."""
-    return await _infer(name, parse_version(version), request, dataplane)
+    return (await serve_infer(dataplane, Call.from_request(request), name, version)).response()
 
 
-async def _infer(name: str, version: int | None, request: Request,
-                 dataplane: DataPlane) -> Response:
-    arrived = arrival_of(request)
-    admitted = dataplane.admit(name, version)
-    note_model(request, admitted.model.name, admitted.model.version)
-    header_length = request.headers.get(codec.HEADER_LENGTH)
-    body = await codec.read_binary_body(request, dataplane.settings.max_body_bytes, header_length)
+async def serve_infer(dataplane: DataPlane, call: Call, name: str,
+                      version: str | None = None) -> Reply:
+    """Both infer routes, on FastAPI or on the hot path: read, decode, queue, encode."""
+    number = None if version is None else parse_version(version)
+    arrived = call.arrived
+    admitted = dataplane.admit(name, number)
+    call.answered_by(admitted.model.name, admitted.model.version)
+    header_length = call.headers.get(codec.HEADER_LENGTH)
+    body = await codec.read_binary_body(call.receive, call.headers,
+                                        dataplane.settings.max_body_bytes, header_length)
     dataplane.check_deadline(dataplane.deadline(arrived), arrived)  # not worth decoding
     json_part, binary = codec.split_binary(body, header_length)
     infer_request, tensors = codec.decode_inference_request(json_part, binary)
-    model, outputs = await dataplane.infer_v2(name, version, infer_request, tensors, arrived)
-    note_model(request, model.name, model.version)
+    model, outputs = await dataplane.infer_v2(name, number, infer_request, tensors, arrived)
+    call.answered_by(model.name, model.version)
     payload, headers = codec.encode_inference_response(model.name, model.version,
                                                        infer_request.id, outputs)
-    payload, encoding = codec.compress(payload, request.headers.get("accept-encoding"))
-    return Response(payload, headers=headers | encoding)
+    payload, encoding = codec.compress(payload, call.headers.get("accept-encoding"))
+    return Reply(payload, headers | encoding)
