@@ -334,7 +334,8 @@ class DynamicBatcher:
 def _check_outputs(outputs: dict[str, np.ndarray], rows: int) -> None:
     """Refuse outputs that cannot be split back per request (a model or run_batch bug)."""
     for name, array in outputs.items():
-        if np.ndim(array) == 0 or len(array) != rows:
+        shape = getattr(array, "shape", ())
+        if not shape or shape[0] != rows:
             raise RuntimeError(
                 f"run_batch output {name!r} has shape {np.shape(array)}, expected {rows} rows "
                 "on axis 0 (one per input row)"

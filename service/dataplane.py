@@ -40,20 +40,36 @@ class Lifecycle:
     in_flight: int = 0
 
 
-FP32_255_BITS = np.float32(255).view(np.uint32)
+# One integer max over the bits checks a whole float or int tensor against 0..255 (see below).
+UNSIGNED_LIMIT: dict[np.dtype[Any], tuple[np.dtype[Any], Any]] = {
+    np.dtype("<f4"): (np.dtype("<u4"), np.float32(255).view(np.uint32)),
+    np.dtype("<f8"): (np.dtype("<u8"), np.float64(255).view(np.uint64)),
+    np.dtype("<i8"): (np.dtype("<u8"), np.uint64(255)),
+}
+FLOAT32 = np.dtype("<f4")
 
 
 def _in_pixel_range(array: np.ndarray) -> bool:
     """Whether every value is in 0..255 (NaN is not), with as few passes as possible.
 
-    float32: one integer max over the bits -- a non-negative float's bits grow with its value
-    and NaN/inf lie above 255.0's; negative values (-0.0 included) fail it and take the exact
-    check. Other dtypes: min() and max(); NaN makes them NaN, which compares False.
+    float32/float64 (binary and JSON data) and int64 (JSON integers): one integer max over the
+    bits -- a non-negative float's bits grow with its value and NaN/inf lie above 255.0's, and a
+    negative value (-0.0 included) has its top bit set -- so in-range tensors pass at once and
+    anything else takes the exact check. Other dtypes: min() and max(); NaN makes them NaN,
+    which compares False.
     """
-    if (array.dtype == np.float32 and array.flags.c_contiguous
-            and array.view(np.uint32).max() <= FP32_255_BITS):
+    fast = UNSIGNED_LIMIT.get(array.dtype)
+    if fast is not None and array.flags.c_contiguous and array.view(fast[0]).max() <= fast[1]:
         return True
     return bool(array.min() >= 0 and array.max() <= 255)
+
+
+def _as_float32(array: np.ndarray) -> np.ndarray:
+    """The pixels as C-contiguous, aligned float32: the array itself when it already is."""
+    flags = array.flags
+    if array.dtype == FLOAT32 and flags.c_contiguous and flags.aligned:
+        return array
+    return np.ascontiguousarray(array, dtype=FLOAT32)
 
 
 class DataPlane:
@@ -131,7 +147,7 @@ class DataPlane:
                        and not np.isfinite(value) else "is outside 0..255")
             raise InvalidInput(f"{field}: value {value!r} at row {row}, column {column} "
                                f"{problem}; expected raw pixel values in 0..255")
-        return np.require(array, np.float32, ["C", "A"])  # contiguous, aligned: a view if it is
+        return _as_float32(array)
 
     def v2_rows(self, model: ModelVersion, tensors: dict[str, np.ndarray]) -> np.ndarray:
         """The pixels of a V2 request: exactly one input, named as the model names it."""
