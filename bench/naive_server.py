@@ -4,11 +4,14 @@ One pydantic model for the V2 JSON body, one `session.run` per request inside `a
 response built from `.tolist()`; uvicorn with its defaults and one worker. This is what most
 people write first; serve_load.py measures mlp-serve against it on the same model file.
 
-    .venv/bin/python bench/naive_server.py MODEL.onnx PORT
+    .venv/bin/python bench/naive_server.py MODEL.onnx PORT [WORKERS]
+
+WORKERS > 1 runs uvicorn's own multi-process mode, for comparisons at equal process counts.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -56,6 +59,18 @@ def build_app(model_path: str) -> FastAPI:
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app for uvicorn's worker processes (they import it by name)."""
+    return build_app(os.environ["NAIVE_MODEL"])
+
+
 if __name__ == "__main__":
-    uvicorn.run(build_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]),
-                log_level="warning")
+    workers = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    if workers == 1:
+        uvicorn.run(build_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]),
+                    log_level="warning")
+    else:
+        os.environ["NAIVE_MODEL"] = sys.argv[1]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        uvicorn.run("naive_server:app_from_env", factory=True, workers=workers,
+                    host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")

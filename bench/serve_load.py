@@ -295,15 +295,24 @@ def run_load(url: str, body: Body, clients: int, duration_s: float, pid: int,
              workdir: Path) -> Result:
     """Load one server: answered-with-200 requests/s and rows/s, latency, server CPU/request."""
     process = psutil.Process(pid)
-    before = process.cpu_times()
+    before = cpu_seconds(process)
     loader = load_wrk if shutil.which("wrk") else load_python
     stats = loader(url, body, clients, duration_s, workdir)
-    after = process.cpu_times()
-    cpu_s = (after.user + after.system) - (before.user + before.system)
+    cpu_s = cpu_seconds(process) - before
     n = max(stats["requests"], 1)
     return Result(stats["requests"] / stats["seconds"], stats["requests"] * body.rows /
                   stats["seconds"], stats["p50_ms"], stats["p99_ms"], stats["errors"],
                   1e6 * cpu_s / n)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU of a server and its worker processes (mlp-serve --workers N)."""
+    total = 0.0
+    for proc in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def ensure_wrk() -> None:
@@ -353,6 +362,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of uncounted load (16 clients) per server and body")
     parser.add_argument("--big-rows", type=int, default=256, help="rows per large request")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="mlp-serve worker processes (MLP_WORKERS); default: one per core")
+    parser.add_argument("--naive-workers", type=int, default=1,
+                        help="uvicorn workers of the naive endpoint (default 1, uvicorn's own "
+                        "default: what the obvious deployment runs)")
     parser.add_argument("--env", action="append", default=[],
                         help="extra MLP_X=value for mlp-serve (repeatable)")
     args = parser.parse_args()
@@ -376,12 +390,15 @@ def main() -> None:
         env = {**os.environ, "MLP_REPOSITORY": str(version_dir.parents[1]),
                "MLP_MODELS": f"{name}:{version_dir.name}", "MLP_PORT": str(service_port),
                "MLP_HOST": "127.0.0.1", "MLP_CONTROL_ENABLED": "false",
-               "MLP_LOG_LEVEL": "warning"}
+               "MLP_LOG_LEVEL": "warning", "MLP_WORKERS": str(args.workers)}
         env.update(kv.split("=", 1) for kv in args.env)
         bin_dir = Path(sys.executable).parent
         service_cmd = [str(bin_dir / "mlp-serve")]
         naive_cmd = [sys.executable, str(ROOT / "bench" / "naive_server.py"), str(model_file),
-                     str(naive_port)]
+                     str(naive_port), str(args.naive_workers)]
+        print(f"mlp-serve: {env['MLP_WORKERS']} worker process(es), onnxruntime threads "
+              f"{env.get('MLP_ORT_THREADS', '1')}; naive endpoint: {args.naive_workers} uvicorn "
+              "worker(s)")
 
         rows_table: list[tuple[str, int, Result, Result]] = []
         threads_env = env.get("MLP_ORT_THREADS", "1")
