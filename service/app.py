@@ -7,10 +7,12 @@ builds a fresh app.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -60,9 +62,14 @@ class ServiceApp(FastAPI):
         return HotPath(stack, self, self.state.dataplane, log, self.hot_routes)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the app; its lifespan loads and verifies the models, then drains them on exit."""
-    metrics, lifecycle = Metrics(), Lifecycle()
+def create_app(settings: Settings, *, multiprocess_dir: Path | None = None) -> FastAPI:
+    """Build the app; its lifespan loads and verifies the models, then drains them on exit.
+
+    `multiprocess_dir`: the app is one worker of `mlp-serve --workers N` (service/workers.py);
+    metrics go through prometheus_client's multiprocess files there, and the supervisor, not
+    each worker, logs the ready line.
+    """
+    metrics, lifecycle = Metrics(multiprocess_dir), Lifecycle()
     metrics.track_in_flight(lambda: lifecycle.in_flight)
     repository = ModelRepository(settings.repository, ort_threads=settings.ort_threads)
     manager = ModelManager(repository, settings, metrics)
@@ -79,8 +86,13 @@ def create_app(settings: Settings) -> FastAPI:
             raise
         settle_heap()
         lifecycle.ready = True
-        logger.info(ready_message(settings, manager.names()))
-        yield
+        if multiprocess_dir is None:
+            logger.info(ready_message(settings, manager.names()))
+            yield
+        else:
+            refresher = asyncio.create_task(metrics.keep_gauges_fresh())
+            yield
+            refresher.cancel()
         lifecycle.draining = True
         await manager.unload_all()
 
@@ -128,11 +140,13 @@ async def load_selected_models(repository: ModelRepository, manager: ModelManage
         raise StartupError(error.message) from None
 
 
-def ready_message(settings: Settings, names: list[str]) -> str:
-    """The start-up line with a curl that gets a prediction, ready to paste."""
+def ready_message(settings: Settings, names: list[str], workers: str = "") -> str:
+    """The start-up line with a curl that gets a prediction, ready to paste; `workers` says
+    which processes serve (`mlp-serve --workers N`)."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     url = f"http://{host}:{settings.port}/v1/models/{names[0]}:predict"
-    return (f"ready: serving {', '.join(names)} on http://{settings.host}:{settings.port}; try:"
+    serving = f"{workers} serving" if workers else "serving"
+    return (f"ready: {serving} {', '.join(names)} on http://{settings.host}:{settings.port}; try:"
             f" curl -s {url} -d \"{{\\\"instances\\\": [[$(printf '0,%.0s' $(seq 783))0]]}}\"")
 
 

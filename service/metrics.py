@@ -1,21 +1,39 @@
-"""Prometheus metrics on the app's own registry, so every app (and test) starts from zero."""
+"""Prometheus metrics on the app's own registry, so every app (and test) starts from zero.
+
+With `mlp-serve --workers N` a scrape reaches one worker, which must report the whole fleet:
+there the metrics use prometheus_client's multiprocess mode (each worker writes its values to
+files in a folder the supervisor owns; a scrape adds up every worker's files).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
-class Metrics:
-    """Every metric the service exports, registered on one private CollectorRegistry."""
+GAUGE_REFRESH_S = 0.5
 
-    def __init__(self) -> None:
+
+class Metrics:
+    """Every metric the service exports, registered on one private CollectorRegistry.
+
+    `multiprocess_dir` set: this process is one worker of several, and prometheus_client was
+    imported with PROMETHEUS_MULTIPROC_DIR pointing there (the supervisor sets it before
+    spawning). Live gauges (in flight, queue rows) cannot be read at scrape time from other
+    processes, so `refresh_gauges()` writes them every GAUGE_REFRESH_S instead.
+    """
+
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("mlp_requests_total", "HTTP requests by route, model and status",
@@ -24,7 +42,7 @@ class Metrics:
                                  "Time from request start to response end",
                                  ["endpoint", "model"], buckets=LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge("mlp_requests_in_flight", "HTTP requests being handled",
-                               registry=r)
+                               multiprocess_mode="livesum", registry=r)
         self.queue_wait = Histogram("mlp_queue_wait_seconds",
                                     "Time a request waited in the batcher before its model call",
                                     ["model"], buckets=LATENCY_BUCKETS, registry=r)
@@ -35,9 +53,12 @@ class Metrics:
         self.rows = Counter("mlp_inference_rows_total", "Rows predicted",
                             ["model", "version"], registry=r)
         self.queue_rows = Gauge("mlp_queue_rows", "Rows waiting in the batcher queue",
-                                ["model"], registry=r)
+                                ["model"], multiprocess_mode="livesum", registry=r)
         self.loaded_version = Gauge("mlp_model_loaded_version", "Version served per model",
-                                    ["model"], registry=r)
+                                    ["model"], multiprocess_mode="livemax", registry=r)
+        # Multiprocess mode: what refresh_gauges() reads and writes.
+        self._in_flight_reading: Callable[[], float] | None = None
+        self._queue_readings: dict[str, tuple[Any, Callable[[], float]]] = {}
 
         # labels() validates and locks on every call; the hot path reuses the children instead.
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
@@ -46,7 +67,10 @@ class Metrics:
     def track_in_flight(self, in_flight: Callable[[], float]) -> None:
         """Read the in-flight gauge from the server's own count when scraped (no per-request
         gauge updates on the hot path)."""
-        self.in_flight.set_function(in_flight)
+        if self.multiprocess_dir is None:
+            self.in_flight.set_function(in_flight)
+        else:
+            self._in_flight_reading = in_flight
 
     def observe_request(self, endpoint: str, model: str, version: str, status: int,
                         seconds: float) -> None:
@@ -73,13 +97,37 @@ class Metrics:
     def model_loaded(self, name: str, version: int, queue_rows: Callable[[], float]) -> None:
         """Publish the served version and a live queue-depth reading for `name`."""
         self.loaded_version.labels(name).set(version)
-        self.queue_rows.labels(name).set_function(queue_rows)
+        if self.multiprocess_dir is None:
+            self.queue_rows.labels(name).set_function(queue_rows)
+        else:
+            self._queue_readings[name] = (self.queue_rows.labels(name), queue_rows)
 
     def model_unloaded(self, name: str) -> None:
-        """Drop the per-model gauges of an unloaded model."""
-        for gauge in (self.loaded_version, self.queue_rows):
-            with contextlib.suppress(KeyError):
-                gauge.remove(name)
+        """Drop the per-model gauges of an unloaded model.
+
+        Multiprocess files cannot drop a series: there the queue reads 0 and the version stays
+        until the worker exits (workers serve without model control, so only at shutdown).
+        """
+        if self.multiprocess_dir is None:
+            for gauge in (self.loaded_version, self.queue_rows):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)
+        elif name in self._queue_readings:
+            self._queue_readings.pop(name)[0].set(0)
+
+    def refresh_gauges(self) -> None:
+        """Multiprocess mode: write this worker's in-flight count and queue depths now."""
+        if self._in_flight_reading is not None:
+            self.in_flight.set(self._in_flight_reading())
+        for child, reading in self._queue_readings.values():
+            child.set(reading())
+
+    async def keep_gauges_fresh(self) -> None:
+        """Multiprocess mode: refresh_gauges() every GAUGE_REFRESH_S until cancelled, so a
+        scrape of any worker sees the others' gauges at most that old (no per-request cost)."""
+        while True:
+            self.refresh_gauges()
+            await asyncio.sleep(GAUGE_REFRESH_S)
 
     def batch_recorder(self, name: str) -> Callable[[int, float], None]:
         """Callback for the batcher: one observation per model call."""
@@ -92,5 +140,11 @@ class Metrics:
         return record
 
     def render(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """Prometheus text format: this registry, or every worker's files in multiprocess mode
+        (this worker's gauges refreshed first, so they are exact)."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        self.refresh_gauges()
+        fleet = CollectorRegistry()
+        MultiProcessCollector(fleet, path=str(self.multiprocess_dir))
+        return generate_latest(fleet)
