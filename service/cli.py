@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
 
 from service.app import create_app
@@ -107,18 +108,29 @@ def configure_logging(level: str) -> None:
     uvicorn_log.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `mlp-serve` console script."""
-    settings = load_settings(argv)
-    app = create_app(settings)
+def serve_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn's Config for `app` (uvloop, httptools, our lifespan and grace), then our logging
+    (after Config, which sets uvicorn's levels itself). Shared with the workers of --workers."""
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
         server_header=False,
     )
-    configure_logging(settings.log_level)  # after Config, which sets uvicorn's levels itself
-    server = DrainingServer(config, settings, app.state.lifecycle)
+    configure_logging(settings.log_level)
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `mlp-serve` console script: one process, or a supervisor of
+    `--workers N` processes (service/workers.py)."""
+    settings = load_settings(argv)
+    if settings.workers > 1:
+        from service.workers import supervise  # here: workers.py imports this module
+
+        raise SystemExit(supervise(settings))
+    app = create_app(settings)
+    server = DrainingServer(serve_config(app, settings), settings, app.state.lifecycle)
     server.run()
     if not server.started:
         raise SystemExit(STARTUP_FAILED_EXIT)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     """On SIGTERM, time to keep answering 503 (not ready) before closing the listener."""
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
     """Log level: debug, info, warning, error or critical."""
+    workers: int = Field(1, ge=1, le=64)
+    """Worker processes serving the port together (SO_REUSEPORT), one per core; one Python
+    process tops out at one core. Several workers need --no-control and a fixed port."""
 
     @field_validator("models")
     @classmethod
@@ -69,6 +72,23 @@ class Settings(BaseSettings):
         """Refuse a bad MLP_MODELS at start-up rather than at first use."""
         parse_model_selection(value)
         return value
+
+    @model_validator(mode="after")
+    def _workers_fit_control_and_port(self) -> Settings:
+        """Control would load or unload a model in the one worker a request reaches, so the
+        workers would serve different versions; several workers also need one fixed port."""
+        if self.workers > 1 and self.control_enabled:
+            raise ValueError(
+                "model control needs one worker: it would change only the worker a request "
+                "reaches; run with --workers 1 to use control, or --no-control "
+                "(MLP_CONTROL_ENABLED=false) with several workers"
+            )
+        if self.workers > 1 and self.port == 0:
+            raise ValueError(
+                "several workers share one port, so it must be fixed: set --port (MLP_PORT) "
+                "to a port number, not 0"
+            )
+        return self
 
     @model_validator(mode="after")
     def _strong_key_when_control_enabled(self) -> Settings:

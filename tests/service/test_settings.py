@@ -54,6 +54,26 @@ def test_weak_key_is_fine_without_control() -> None:
     assert Settings(control_enabled=False).control_enabled is False
 
 
+def test_several_workers_refuse_model_control(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_settings(["--api-key", KEY]).workers == 1
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings(["--api-key", KEY, "--workers", "2"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "mlp-serve: invalid setting: model control needs one worker: it would change only the "
+        "worker a request reaches; run with --workers 1 to use control, or --no-control "
+        "(MLP_CONTROL_ENABLED=false) with several workers\n")
+    assert load_settings(["--workers", "2", "--no-control"]).workers == 2
+
+
+def test_several_workers_need_a_fixed_port() -> None:
+    with pytest.raises(ValidationError, match="several workers share one port, so it must be "
+                       r"fixed: set --port \(MLP_PORT\) to a port number, not 0"):
+        Settings(control_enabled=False, workers=2, port=0)
+    with pytest.raises(ValidationError, match="less than or equal to 64"):
+        Settings(control_enabled=False, workers=65)
+
+
 def test_bad_value_names_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         load_settings(["--no-control", "--port", "eighty"])
@@ -76,6 +96,8 @@ def test_every_field_is_documented_and_has_a_flag() -> None:
 
 def test_only_settings_reads_the_environment() -> None:
     service = Path(__file__).resolve().parents[2] / "service"
-    readers = sorted(path.name for path in service.glob("*.py")
-                     if re.search(r"os\.environ|getenv\(", path.read_text()))
-    assert set(readers) <= {"settings.py"}
+    uses = {path.name: re.findall(r"os\.environ\S*|getenv\(", path.read_text())
+            for path in service.glob("*.py")}
+    assert {name for name, found in uses.items() if found} <= {"settings.py", "workers.py"}
+    # The supervisor only writes prometheus_client's variable for its workers, never reads.
+    assert uses["workers.py"] == ["os.environ[MULTIPROC_ENV]"]
