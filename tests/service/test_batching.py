@@ -196,6 +196,27 @@ def test_queue_full_is_refused_at_once_and_nothing_is_queued() -> None:
     run(body)
 
 
+def test_refuse_if_full_refuses_only_while_the_queue_is_at_its_bound() -> None:
+    async def body() -> None:
+        model = RecordingModel(hold_first=True)
+        batcher = await started(model, max_queue_rows=3)
+        first = await hold_worker(batcher, model)  # in the model, no longer queued
+        batcher.refuse_if_full()
+        waiting = [submit(batcher, rows(2)), submit(batcher, rows(1, start=10))]
+        await wait_until(lambda: batcher.queue_rows == 3)
+        with pytest.raises(QueueFullError, match=r"^server busy: 3 rows are queued, at the "
+                           r"limit of 3; retry after 1 s$") as refused:
+            batcher.refuse_if_full()
+        assert refused.value.retry_after_s == 1
+        model.release.set()
+        await asyncio.gather(first, *waiting)
+        assert batcher.queue_rows == 0
+        batcher.refuse_if_full()  # room again once the queue drained
+        await batcher.drain_and_stop()
+
+    run(body)
+
+
 def test_request_past_its_deadline_in_the_queue_fails_and_is_not_computed() -> None:
     async def body() -> None:
         model = RecordingModel(hold_first=True)
