@@ -88,6 +88,7 @@ class WorkerServer(DrainingServer):
         self.on_started = on_started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up (lifespan, then listen), then the report."""
         await super().startup(sockets=sockets)
         if self.started:
             self.on_started()
@@ -130,6 +131,7 @@ class Worker:
     served: dict[str, int] | None = None
 
     def describe(self) -> str:
+        """How log lines name it."""
         return f"worker {self.index} (pid {self.process.pid})"
 
 
@@ -148,6 +150,7 @@ class Fleet:
         self.signals += 1
 
     def spawn(self, index: int, settings: Settings) -> None:
+        """Start worker `index` in a fresh interpreter with its own report pipe."""
         reader, writer = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=run_worker, name=f"mlp-serve-worker-{index}", daemon=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import socket
 import time
@@ -39,6 +40,7 @@ class Fleet:
                                     args=["--workers", "2", *args])
         self.supervisor = psutil.Process(self.server.process.pid)
         self.tree: list[psutil.Process] = []
+        self.metrics_dir: Path | None = None
 
     def wait_ready(self, timeout_s: float = 30.0) -> list[psutil.Process]:
         """Wait for the supervisor's ready line; its two workers."""
@@ -48,7 +50,9 @@ class Fleet:
                 raise AssertionError(f"fleet not ready: {self.server.stderr()}")
             time.sleep(0.05)
         self.tree = self.supervisor.children(recursive=True)
-        return [p for p in self.tree if "spawn_main" in " ".join(p.cmdline())]
+        workers = [p for p in self.tree if "spawn_main" in " ".join(p.cmdline())]
+        self.metrics_dir = Path(workers[0].environ()["PROMETHEUS_MULTIPROC_DIR"])
+        return workers
 
     def exit_code(self, timeout_s: float = 20.0) -> int:
         return self.server.process.wait(timeout=timeout_s)
@@ -62,6 +66,8 @@ class Fleet:
         for process in self.tree:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()  # psutil checks the pid still names the same process
+        if self.metrics_dir is not None:  # left only by a supervisor killed with SIGKILL
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +150,7 @@ def test_two_workers_serve_one_port_and_every_scrape_reports_the_fleet(
 def test_sigterm_drains_every_worker_then_exits_zero(fleets: list[Fleet], repo: Path) -> None:
     fleet = start(fleets, repo)
     workers = fleet.wait_ready()
-    metrics_dir = Path(workers[0].environ()["PROMETHEUS_MULTIPROC_DIR"])
-    assert metrics_dir.is_dir()
+    assert fleet.metrics_dir is not None and fleet.metrics_dir.is_dir()
     body = infer_body(pixels(1)[0])
     with contextlib.closing(raw_request(fleet.server.port, INFER, body)) as in_flight:
         in_flight.sendall(body[:1000])
@@ -161,7 +166,7 @@ def test_sigterm_drains_every_worker_then_exits_zero(fleets: list[Fleet], repo: 
     assert status == 200 and json.loads(answer)["model_version"] == "1"
     assert fleet.exit_code() == 0
     assert fleet.left_behind() == []
-    assert not metrics_dir.exists()
+    assert not fleet.metrics_dir.exists()
     assert fleet.server.stderr().count("shutting down: not ready") == 2
 
 
