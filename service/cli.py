@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
 
+from service.affinity import pin_to_cpu
 from service.app import create_app
 from service.dataplane import Lifecycle
 from service.settings import Settings
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         from service.workers import supervise  # here: workers.py imports this module
 
         raise SystemExit(supervise(settings))
+    pin_to_cpu(0, settings)  # before create_app starts the model thread
     app = create_app(settings)
     server = DrainingServer(serve_config(app, settings), settings, app.state.lifecycle)
     server.run()

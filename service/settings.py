@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     """Worker processes serving the port together (SO_REUSEPORT), one per core; one Python
     process tops out at one core. Several workers need --no-control and a fixed port."""
+    cpu_pinning: str = Field("auto", pattern="^(auto|on|off)$")
+    """Pin worker i (its event loop and model thread) to the i-th CPU it may use: on, off, or
+    auto = on when there is one worker per usable CPU (the service owns the machine)."""
 
     @field_validator("models")
     @classmethod

@@ -35,6 +35,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client.multiprocess import mark_process_dead
 
+from service.affinity import pin_to_cpu
 from service.app import create_app, ready_message
 from service.cli import STARTUP_FAILED_EXIT, DrainingServer, configure_logging, serve_config
 from service.dataplane import Lifecycle
@@ -100,11 +101,12 @@ def served_versions(app: FastAPI) -> dict[str, int]:
     return {name: manager.get(name).model.version for name in manager.names()}
 
 
-def run_worker(settings: Settings, metrics_dir: Path, supervisor_pid: int,
+def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid: int,
                report: Connection) -> None:
-    """One worker process: the single-process server on a SO_REUSEPORT socket; sends
+    """Worker `index`: the single-process server on a SO_REUSEPORT socket; sends
     {model: version} on `report` once it serves. Exits non-zero (having logged why) on a failed
     start."""
+    pin_to_cpu(index, settings)  # first: the threads started later inherit it
     os.setpgrp()  # Ctrl-C in a terminal signals the supervisor only, which forwards it once
     exit_with_supervisor(supervisor_pid)
     app = create_app(settings, multiprocess_dir=metrics_dir)
@@ -154,7 +156,7 @@ class Fleet:
         reader, writer = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=run_worker, name=f"mlp-serve-worker-{index}", daemon=False,
-            args=(settings, self.metrics_dir, os.getpid(), writer))
+            args=(index, settings, self.metrics_dir, os.getpid(), writer))
         process.start()
         writer.close()  # the worker holds the only write end: its exit shows as EOF here
         self.workers.append(Worker(index, process, reader))

@@ -109,6 +109,12 @@ def test_two_workers_serve_one_port_and_every_scrape_reports_the_fleet(
     fleet = start(fleets, repo)
     workers = fleet.wait_ready()
     assert len(workers) == 2
+    usable = sorted(psutil.Process().cpu_affinity() or [])
+    affinities = [w.cpu_affinity() for w in workers]
+    if len(usable) == 2:  # one worker per usable CPU: cpu_pinning=auto pins each to its own
+        assert sorted(affinities) == [[usable[0]], [usable[1]]]
+    else:
+        assert affinities == [usable, usable]
     ready = next(line for line in fleet.server.stderr().splitlines() if "ready: 2" in line)
     assert f"(pids {workers[0].pid}, {workers[1].pid}) serving {MODEL} on " in ready
 
