@@ -14,8 +14,10 @@ How to use it (the whole interface):
   model thread), never on the event loop. Every output's axis 0 must match the batch's rows.
 - `submit` returns a `BatchResult`; `on_batch(batch_rows, compute_s)` (optional) is called on the
   loop once per model call, for a batch-size histogram.
-- `refuse_if_full()` raises `QueueFullError` when no request could fit right now, so a server
-  can refuse one on arrival, before it pays for reading and decoding the body.
+- `expect()` (on a request's arrival, before its body is read) raises `QueueFullError` when no
+  request could fit right now, so a server refuses load before paying for reading and decoding;
+  otherwise it returns an `Arrival` to close (`done()`) once the request is submitted or failed.
+  A batch under load waits for open arrivals (see Policy).
 - Errors: `QueueFullError` (-> 503 + Retry-After, at once, nothing queued), `DeadlineExceededError`
   (-> 504: the deadline passed while queued or computing; never a late answer),
   `BatcherStoppedError` (submit before `start` or after `drain_and_stop`). If `run_batch` raises,
@@ -23,11 +25,14 @@ How to use it (the whole interface):
 
 Policy (adaptive, like Triton's scheduler with a queue delay): an idle batcher sends a request to
 the model at once, so one client never pays `max_delay_s`. While a batch computes, new requests
-queue up and the next batch takes all of them (up to `max_batch_rows`). Only when the batcher is
-under load -- the previous batch left requests behind -- does it linger for more, until the
-oldest waiting request is `max_delay_s` old or the batch is full; a steady stream then gets
-fuller batches and fewer thread hand-offs. A request larger than `max_batch_rows` is not split:
-it runs alone as one batch. While draining, queued requests go to the model without lingering.
+queue up and the next batch takes all of them (up to `max_batch_rows`). When a batch leaves
+requests behind (the batcher is under load), the next one waits only for requests that have
+already arrived: one loop pass for those whose handlers are runnable now, and -- up to
+`max_delay_s` after the oldest queued request -- for those still reading or decoding their body
+(announced with `expect()`). Waiting for requests nobody has sent yet would only add latency:
+with 8 clients per worker, the old wait-for-a-full-batch rule held every batch for the whole
+delay and halved throughput. A request larger than `max_batch_rows` is not split: it runs alone
+as one batch. While draining, queued requests go to the model without waiting.
 Rows must share dtype and shape[1:]; the caller validates them.
 """
 
@@ -131,6 +136,23 @@ class _ModelThread:
                 loop.call_soon_threadsafe(done, result, error)
 
 
+class Arrival:
+    """A request admitted on arrival whose rows are not queued yet (its body is being read or
+    decoded). `done()` is idempotent: call it right before submitting, and again on any exit."""
+
+    __slots__ = ("_batcher",)
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher: DynamicBatcher | None = batcher
+        batcher._arriving += 1
+
+    def done(self) -> None:
+        """This request no longer counts as on its way to the queue."""
+        if self._batcher is not None:
+            self._batcher._arriving -= 1
+            self._batcher = None
+
+
 class DynamicBatcher:
     """Queue requests and run them through `run_batch` in merged batches (see module doc).
 
@@ -166,7 +188,10 @@ class DynamicBatcher:
         self._queued_rows = 0
         self._busy = False  # a batch is in the model
         self._under_load = False  # the last batch left requests behind: linger for fuller ones
-        self._linger: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None  # waiting for open arrivals
+        self._pass: asyncio.Handle | None = None  # waiting one loop pass for runnable handlers
+        self._passed = False  # the current wait already gave that one pass
+        self._arriving = 0  # open Arrivals: admitted requests not yet submitted
         self._accepting = False
         self._stopped: asyncio.Future[None] | None = None
 
@@ -180,6 +205,12 @@ class DynamicBatcher:
         arrival, before its body is read and decoded, when no number of rows would fit."""
         if self._queued_rows >= self._max_queue_rows:
             raise QueueFullError(self._queued_rows, None, self._max_queue_rows)
+
+    def expect(self) -> Arrival:
+        """Admit a request on arrival: QueueFullError when the queue is at its bound, else an
+        Arrival the next batch may wait for (up to max_delay_s) while its body comes in."""
+        self.refuse_if_full()
+        return Arrival(self)
 
     async def start(self) -> None:
         """Bind to the running loop and start the model thread."""
@@ -203,8 +234,11 @@ class DynamicBatcher:
         item = _Pending(rows, deadline, loop.create_future())
         self._waiting.append(item)
         self._queued_rows += n
-        if not self._busy and (self._linger is None
-                               or self._queued_rows >= self._max_batch_rows):
+        if not self._busy and (
+            (self._linger is None and self._pass is None)  # idle: straight to the model
+            or self._queued_rows >= self._max_batch_rows  # the batch is full
+            or (self._linger is not None and self._arriving == 0)  # nobody else is coming
+        ):
             self._dispatch()
         # A plain timer, not asyncio.timeout(): same effect, a third of the cost per request.
         timer = loop.call_at(loop.time() + (deadline - time.monotonic()), _expire, item)
@@ -220,26 +254,30 @@ class DynamicBatcher:
         if self._stopped is None:  # only the first call starts the drain; others just wait
             self._accepting = False
             self._stopped = self._loop.create_future()
-            if self._linger is not None:
-                self._linger.cancel()
-                self._linger = None
             if not self._busy:
                 self._dispatch()
         await asyncio.shield(self._stopped)
 
     def _dispatch(self) -> None:
-        """Start the next batch, or linger for a fuller one, or finish a drain (loop only)."""
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
+        """Start the next batch, or wait for arrived requests to join it, or finish a drain
+        (loop only)."""
+        for handle in (self._linger, self._pass):
+            if handle is not None:
+                handle.cancel()
+        self._linger = self._pass = None
         assert self._loop is not None
         while self._waiting:
             first = self._waiting[0]
             if self._under_load and self._accepting and self._queued_rows < self._max_batch_rows:
+                if not self._passed:  # handlers already runnable submit during this pass
+                    self._passed = True
+                    self._pass = self._loop.call_soon(self._dispatch)
+                    return
                 wait_s = first.enqueued_at + self._max_delay_s - time.monotonic()
-                if wait_s > 0:
+                if self._arriving > 0 and wait_s > 0:  # bodies still coming in
                     self._linger = self._loop.call_later(wait_s, self._dispatch)
                     return
+            self._passed = False
             batch = [self._waiting.popleft()]
             rows = len(first.rows)
             while self._waiting and rows + len(self._waiting[0].rows) <= self._max_batch_rows:
@@ -249,7 +287,7 @@ class DynamicBatcher:
             self._queued_rows -= rows
             if self._run(batch):
                 return
-        self._under_load = False
+        self._under_load = self._passed = False
         if self._stopped is not None and not self._stopped.done():
             self._stop_thread()
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from service.batching import (
+    Arrival,
     BatcherStoppedError,
     BatchResult,
     DeadlineExceededError,
@@ -194,9 +195,10 @@ class DataPlane:
         if now >= deadline:
             raise DeadlineExceeded(str(DeadlineExceededError(now - arrived)))
 
-    def admit(self, name: str, version: int | None) -> Served:
+    def admit(self, name: str, version: int | None) -> tuple[Served, Arrival]:
         """Take a new inference request: 503 once shutting down or when the model's queue is
-        already at its bound, 404 for unknown models.
+        already at its bound, 404 for unknown models; else the served version and the request's
+        Arrival, which the caller closes right before submitting (and on any error).
 
         Called when the request arrives, before its body is read: so requests that arrived
         before SIGTERM still finish, and refusing load costs next to nothing (a refusal after
@@ -208,10 +210,9 @@ class DataPlane:
                                      "replica")
         served = self.manager.get(name, version)
         try:
-            served.batcher.refuse_if_full()
+            return served, served.batcher.expect()
         except QueueFullError as error:
             raise ServiceUnavailable(str(error), error.retry_after_s) from None
-        return served
 
     async def infer_v2(
         self, name: str, version: int | None, request: InferenceRequest,

@@ -45,12 +45,16 @@ async def predict(name: str, request: Request, dataplane: DataPlaneDep) -> Respo
 async def serve_predict(dataplane: DataPlane, call: Call, name: str) -> Reply:
     """The predict route, on FastAPI or on the hot path: read, decode, queue, encode."""
     arrived = call.arrived
-    admitted = dataplane.admit(name, None)
-    call.answered_by(admitted.model.name, admitted.model.version)
-    body = await codec.read_body(call.receive, call.headers, dataplane.settings.max_body_bytes)
-    deadline = dataplane.deadline(arrived)
-    dataplane.check_deadline(deadline, arrived)  # not worth decoding
-    rows = dataplane.rows(codec.decode_instances(body), "instances")
+    admitted, arrival = dataplane.admit(name, None)
+    try:
+        call.answered_by(admitted.model.name, admitted.model.version)
+        body = await codec.read_body(call.receive, call.headers,
+                                     dataplane.settings.max_body_bytes)
+        deadline = dataplane.deadline(arrived)
+        dataplane.check_deadline(deadline, arrived)  # not worth decoding
+        rows = dataplane.rows(codec.decode_instances(body), "instances")
+    finally:
+        arrival.done()  # no await from here to the batcher's queue
     served = dataplane.manager.get(name)  # after the awaits: the version now served answers
     call.answered_by(served.model.name, served.model.version)
     result = await dataplane.predict(served, rows, deadline, arrived)

@@ -130,14 +130,17 @@ async def serve_infer(dataplane: DataPlane, call: Call, name: str,
     """Both infer routes, on FastAPI or on the hot path: read, decode, queue, encode."""
     number = None if version is None else parse_version(version)
     arrived = call.arrived
-    admitted = dataplane.admit(name, number)
-    call.answered_by(admitted.model.name, admitted.model.version)
-    header_length = call.headers.get(codec.HEADER_LENGTH)
-    body = await codec.read_binary_body(call.receive, call.headers,
-                                        dataplane.settings.max_body_bytes, header_length)
-    dataplane.check_deadline(dataplane.deadline(arrived), arrived)  # not worth decoding
-    json_part, binary = codec.split_binary(body, header_length)
-    infer_request, tensors = codec.decode_inference_request(json_part, binary)
+    admitted, arrival = dataplane.admit(name, number)
+    try:
+        call.answered_by(admitted.model.name, admitted.model.version)
+        header_length = call.headers.get(codec.HEADER_LENGTH)
+        body = await codec.read_binary_body(call.receive, call.headers,
+                                            dataplane.settings.max_body_bytes, header_length)
+        dataplane.check_deadline(dataplane.deadline(arrived), arrived)  # not worth decoding
+        json_part, binary = codec.split_binary(body, header_length)
+        infer_request, tensors = codec.decode_inference_request(json_part, binary)
+    finally:
+        arrival.done()  # no await from here to the batcher's queue
     model, outputs = await dataplane.infer_v2(name, number, infer_request, tensors, arrived)
     call.answered_by(model.name, model.version)
     payload, headers = codec.encode_inference_response(model.name, model.version,

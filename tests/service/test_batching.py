@@ -140,16 +140,22 @@ def test_batches_never_exceed_max_rows_and_a_big_request_runs_alone() -> None:
     run(body)
 
 
-def test_under_load_the_batch_lingers_for_more_rows_until_full() -> None:
+def test_under_load_the_batch_waits_for_a_request_still_arriving_then_goes_at_once() -> None:
     async def body() -> None:
         model = RecordingModel(hold_first=True)
-        batcher = await started(model, max_batch_rows=2, max_delay_s=FAR)
+        batcher = await started(model, max_batch_rows=100, max_delay_s=FAR)
         first = await hold_worker(batcher, model)
         queued = submit(batcher, rows(1, start=1))
         await wait_until(lambda: batcher.queue_rows == 1)
+        arrival = batcher.expect()  # a request whose body is still being read
         model.release.set()
         await first
-        late = submit(batcher, rows(1, start=2))  # arrives while the batcher lingers
+        for _ in range(5):  # loop passes: the batch waits for the arrival, not for the clock
+            await asyncio.sleep(0)
+        assert model.sizes == [1]
+        arrival.done()
+        arrival.done()  # idempotent: the finally after a submit closes it again
+        late = submit(batcher, rows(1, start=2))  # nobody else is coming: the batch goes now
         assert_answer(await queued, rows(1, start=1))
         assert_answer(await late, rows(1, start=2))
         assert model.sizes == [1, 2]
@@ -158,19 +164,39 @@ def test_under_load_the_batch_lingers_for_more_rows_until_full() -> None:
     run(body)
 
 
-def test_under_load_a_partial_batch_is_flushed_after_max_delay() -> None:
+def test_under_load_with_nothing_arriving_the_next_batch_does_not_wait_for_the_delay() -> None:
+    async def body() -> None:
+        model = RecordingModel(hold_first=True)
+        batcher = await started(model, max_batch_rows=100, max_delay_s=FAR)
+        first = await hold_worker(batcher, model)
+        queued = [submit(batcher, rows(2)), submit(batcher, rows(1, start=5))]
+        await wait_until(lambda: batcher.queue_rows == 3)
+        model.release.set()
+        async with asyncio.timeout(5):  # far below max_delay_s
+            results = await asyncio.gather(first, *queued)
+        assert_answer(results[1], rows(2))
+        assert_answer(results[2], rows(1, start=5))
+        assert model.sizes == [1, 3]  # the two queued requests still shared one call
+        await batcher.drain_and_stop()
+
+    run(body)
+
+
+def test_under_load_a_partial_batch_waits_for_an_open_arrival_at_most_max_delay() -> None:
     async def body() -> None:
         model = RecordingModel(hold_first=True)
         batcher = await started(model, max_batch_rows=100, max_delay_s=0.2)
         first = await hold_worker(batcher, model)
         queued = submit(batcher, rows(3))
         await wait_until(lambda: batcher.queue_rows == 3)
+        stuck = batcher.expect()  # an upload that never finishes
         model.release.set()
         await first
         result = await queued
         assert_answer(result, rows(3))
         assert result.queue_wait_s >= 0.19  # it waited for company, then went alone
         assert model.sizes == [1, 3]
+        stuck.done()
         await batcher.drain_and_stop()
 
     run(body)
@@ -208,6 +234,8 @@ def test_refuse_if_full_refuses_only_while_the_queue_is_at_its_bound() -> None:
                            r"limit of 3; retry after 1 s$") as refused:
             batcher.refuse_if_full()
         assert refused.value.retry_after_s == 1
+        with pytest.raises(QueueFullError, match="at the limit of 3"):
+            batcher.expect()  # admission refuses as well, and opens no arrival
         model.release.set()
         await asyncio.gather(first, *waiting)
         assert batcher.queue_rows == 0
