@@ -94,6 +94,18 @@ JSON_CASES = [
         "input 'input': value 1e+300 at row 0, column 0 is outside 0..255; expected raw pixel "
         "values in 0..255",
     ),
+    (
+        "null after floats",  # the float fast path must not read null as NaN
+        v2([1, 784], [0.5] * 783 + [None]),
+        400,
+        "input 'input': data must hold only numbers, got JSON mixed or out-of-range values",
+    ),
+    (
+        "string after floats",
+        v2([1, 784], [0.5] * 783 + ["7"]),
+        400,
+        "input 'input': data must hold only numbers, got JSON strings",
+    ),
     ("BYTES", v2([1, 784], ROW, "BYTES"), 400, f"input 'input': datatype 'BYTES' {DATATYPE}"),
     ("BOOL", v2([1, 784], ROW, "BOOL"), 400, f"input 'input': datatype 'BOOL' {DATATYPE}"),
     (
