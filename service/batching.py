@@ -13,7 +13,7 @@ How to use it (the whole interface):
 - `run_batch(batch) -> {output name: array}` runs in a thread (the `executor`, or a private
   model thread), never on the event loop. Every output's axis 0 must match the batch's rows.
 - `submit` returns a `BatchResult`; `on_batch(batch_rows, compute_s)` (optional) is called on the
-  loop once per model call, for a batch-size histogram.
+  loop once per model call, for a batch-size histogram (after the batch's requests resume).
 - `expect()` (on a request's arrival, before its body is read) raises `QueueFullError` when no
   request could fit right now, so a server refuses load before paying for reading and decoding;
   otherwise it returns an `Arrival` to close (`done()`) once the request is submitted or failed.
@@ -332,8 +332,9 @@ class DynamicBatcher:
                 raise error
             outputs, compute_s = result
             _check_outputs(outputs, rows)
-            if self._on_batch is not None:
-                self._on_batch(rows, compute_s)
+            if self._on_batch is not None:  # runs after the answered requests' handlers
+                assert self._loop is not None
+                self._loop.call_soon(self._on_batch, rows, compute_s)
         except Exception as failure:  # the model failed: every request of this batch gets it
             for p in live:
                 if not p.future.done():

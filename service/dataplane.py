@@ -5,6 +5,7 @@ Like MLServer's handlers/dataplane.py: route modules parse and render, this modu
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -242,6 +243,8 @@ class DataPlane:
             raise DeadlineExceeded(str(error)) from None
         except BatcherStoppedError as error:
             raise ServiceUnavailable(str(error)) from None
-        self.metrics.observe_rows(served.model.name, served.model.version, len(rows),
-                                  result.queue_wait_s)
+        # Recorded once this task yields, i.e. after its answer is written: off the latency path.
+        asyncio.get_running_loop().call_soon(self.metrics.observe_rows, served.model.name,
+                                             served.model.version, len(rows),
+                                             result.queue_wait_s)
         return result
