@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(64, ge=1)
     """Most rows merged into one onnxruntime call by the dynamic batcher."""
     max_queue_delay_ms: float = Field(2.0, ge=0)
-    """Longest a queued request waits for a fuller batch while the model is busy."""
+    """Under load, longest a batch waits for requests that have arrived but whose bodies are
+    still being read (it never waits for requests nobody has sent)."""
     max_queue_rows: int = Field(4096, ge=1)
     """Rows allowed to wait per model; beyond it requests get 503 with Retry-After (on arrival,
     before their body is read, once the queue is full)."""
