@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from service import codec, routes_control, routes_ops, routes_v1, routes_v2
-from service.control import ModelManager
+from service.control import LocalControl, ModelManager
 from service.dataplane import SERVER_VERSION, DataPlane, Lifecycle
 from service.errors import ServiceError, StartupError, describe_validation_errors
 from service.hotpath import INTERNAL_ERROR, HotPath, HotRoute, hot_routes
@@ -103,6 +103,7 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None) -> F
                      telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
     app.state.manager, app.state.dataplane = manager, dataplane
+    app.state.control = LocalControl(manager)
     for router in (routes_v2.router, routes_v1.router, routes_ops.router):
         app.include_router(router)
     if settings.control_enabled:

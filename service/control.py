@@ -3,12 +3,16 @@
 One `DynamicBatcher` per served version. A swap builds and verifies the new session and starts
 its batcher, replaces the reference, and only then drains the old batcher, so requests already
 queued finish on the session they started with and no request is dropped.
+
+The control routes change models through `ModelControl`: `LocalControl` here (one process), or
+`FleetControl` (service/fleet.py), which has every worker of `--workers N` apply the change.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 from service.batching import DynamicBatcher
 from service.errors import ModelNotFound
@@ -99,3 +103,38 @@ class ModelManager:
                                  "state": "READY" if ready else "UNAVAILABLE",
                                  "reason": "" if ready else "not loaded"})
         return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """What a control command did: the model and the version it loaded or stopped serving."""
+
+    name: str
+    version: int
+
+
+class ModelControl(Protocol):
+    """What the control routes call to change the served models."""
+
+    async def load(self, name: str, version: int | None) -> Changed:
+        """Verify `name` at `version` (None: the latest on disk), then swap it in."""
+
+    async def unload(self, name: str) -> Changed:
+        """Stop serving `name` once its queued requests are answered."""
+
+
+class LocalControl:
+    """ModelControl of this process alone: its ModelManager, nothing else."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+
+    async def load(self, name: str, version: int | None) -> Changed:
+        """ModelManager.load (verify, then swap)."""
+        model = await self.manager.load(name, version)
+        return Changed(model.name, model.version)
+
+    async def unload(self, name: str) -> Changed:
+        """ModelManager.unload."""
+        model = await self.manager.unload(name)
+        return Changed(model.name, model.version)

@@ -1,13 +1,18 @@
-"""Model control (Triton's model repository extension), behind the API key."""
+"""Model control (Triton's model repository extension), behind the API key.
+
+Load and unload go through the app's `ModelControl`: this process's models, or with
+`--workers N` every worker's at once (service/fleet.py); the index answers from this worker.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 
 from service import codec
+from service.control import ModelControl
 from service.deps import ApiKeyDep, ManagerDep, SettingsDep
 from service.errors import InvalidInput, describe_validation_errors
 from service.httpcall import Call
@@ -23,10 +28,18 @@ from service.repository import check_name, parse_version
 router = APIRouter(tags=["model control"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)
 }
 LOAD_PARAMETERS = {"version"}
 UNLOAD_PARAMETERS = {"unload_dependents"}
+
+
+async def get_control(request: Request) -> ModelControl:
+    """The app's ModelControl: this process's models, or every worker's with --workers N."""
+    return request.app.state.control
+
+
+ControlDep = Annotated[ModelControl, Depends(get_control)]
 
 
 def _body_doc(schema: str) -> dict[str, Any]:
@@ -62,12 +75,12 @@ async def index(request: Request, _: ApiKeyDep, manager: ManagerDep,
 
 @router.post("/v2/repository/models/{name}/load", response_model=RepositoryLoadResponse,
              responses=ERRORS, openapi_extra=_body_doc("RepositoryLoadRequest"))
-async def load(name: str, request: Request, _: ApiKeyDep, manager: ManagerDep,
+async def load(name: str, request: Request, _: ApiKeyDep, control: ControlDep,
                settings: SettingsDep) -> Response:
     """Verify a version (parameters.version, default latest) and swap it in; no request drops."""
     body = await _optional_json(request, settings.max_body_bytes, RepositoryLoadRequest)
     version = _check_parameters(body.parameters, LOAD_PARAMETERS).get("version")
-    model = await manager.load(check_name(name), None if version is None else
+    model = await control.load(check_name(name), None if version is None else
                                parse_version(version))
     Call.from_request(request).answered_by(model.name, model.version)
     return codec.json_response({"name": model.name, "version": str(model.version),
@@ -76,12 +89,12 @@ async def load(name: str, request: Request, _: ApiKeyDep, manager: ManagerDep,
 
 @router.post("/v2/repository/models/{name}/unload", response_model=RepositoryLoadResponse,
              responses=ERRORS)
-async def unload(name: str, request: Request, _: ApiKeyDep, manager: ManagerDep,
+async def unload(name: str, request: Request, _: ApiKeyDep, control: ControlDep,
                  settings: SettingsDep) -> Response:
     """Stop serving a model after answering its queued requests."""
     body = await _optional_json(request, settings.max_body_bytes, RepositoryLoadRequest)
     _check_parameters(body.parameters, UNLOAD_PARAMETERS)
-    model = await manager.unload(name)
+    model = await control.unload(name)
     Call.from_request(request).answered_by(model.name, model.version)
     return codec.json_response({"name": model.name, "version": str(model.version),
                                 "state": "UNAVAILABLE"})
