@@ -22,9 +22,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from service import codec, routes_control, routes_ops, routes_v1, routes_v2
-from service.control import LocalControl, ModelManager
+from service.control import LocalControl, ModelControl, ModelManager
 from service.dataplane import SERVER_VERSION, DataPlane, Lifecycle
 from service.errors import ServiceError, StartupError, describe_validation_errors
+from service.fleet import FleetControl, FleetLink
 from service.hotpath import INTERNAL_ERROR, HotPath, HotRoute, hot_routes
 from service.httpcall import Reply
 from service.logging import RequestLog, RequestLogMiddleware
@@ -62,18 +63,22 @@ class ServiceApp(FastAPI):
         return HotPath(stack, self, self.state.dataplane, log, self.hot_routes)
 
 
-def create_app(settings: Settings, *, multiprocess_dir: Path | None = None) -> FastAPI:
+def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
+               fleet: FleetLink | None = None) -> FastAPI:
     """Build the app; its lifespan loads and verifies the models, then drains them on exit.
 
-    `multiprocess_dir`: the app is one worker of `mlp-serve --workers N` (service/workers.py);
-    metrics go through prometheus_client's multiprocess files there, and the supervisor, not
-    each worker, logs the ready line.
+    `multiprocess_dir` and `fleet`: the app is one worker of `mlp-serve --workers N`
+    (service/workers.py); metrics go through prometheus_client's multiprocess files there, the
+    supervisor, not each worker, logs the ready line, and model control goes through `fleet`
+    to every worker.
     """
     metrics, lifecycle = Metrics(multiprocess_dir), Lifecycle()
     metrics.track_in_flight(lambda: lifecycle.in_flight)
     repository = ModelRepository(settings.repository, ort_threads=settings.ort_threads)
     manager = ModelManager(repository, settings, metrics)
     dataplane = DataPlane(manager, settings, metrics, lifecycle)
+    control: ModelControl = (LocalControl(manager) if fleet is None
+                             else FleetControl(manager, fleet))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +90,8 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None) -> F
                 logger.error("cannot start: %s", error)
             raise
         settle_heap()
+        if fleet is not None:
+            fleet.listen(manager)
         lifecycle.ready = True
         if multiprocess_dir is None:
             logger.info(ready_message(settings, manager.names()))
@@ -94,6 +101,8 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None) -> F
             yield
             refresher.cancel()
         lifecycle.draining = True
+        if fleet is not None:
+            await fleet.close()  # before the models go: commands being applied finish first
         await manager.unload_all()
 
     # FastAPI's OpenTelemetry hooks are off: the service exports Prometheus metrics itself, and
@@ -102,8 +111,7 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None) -> F
                      redoc_url=None, description=__doc__,
                      telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
-    app.state.manager, app.state.dataplane = manager, dataplane
-    app.state.control = LocalControl(manager)
+    app.state.manager, app.state.dataplane, app.state.control = manager, dataplane, control
     for router in (routes_v2.router, routes_v1.router, routes_ops.router):
         app.include_router(router)
     if settings.control_enabled:

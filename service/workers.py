@@ -6,15 +6,16 @@ socket bound with SO_REUSEPORT: the kernel spreads new connections evenly over t
 
 The supervisor starts worker 0 alone, so a bad repository fails once with one line, then the
 others pinned to the versions worker 0 loaded (a version published meanwhile cannot split the
-fleet). SIGTERM/SIGINT are forwarded: each worker drains as a single process does. A worker
-that dies stops the fleet with a non-zero exit; restarting is the orchestrator's job, never done
-silently here. Metrics use prometheus_client's multiprocess mode in a folder the supervisor owns,
-so a scrape of any worker reports the whole fleet.
+fleet). Each worker has a duplex pipe to the supervisor: its ready report, and model control,
+which the supervisor relays to every worker one command at a time (service/fleet.py).
+SIGTERM/SIGINT are forwarded: each worker drains as a single process does. A worker that dies
+stops the fleet with a non-zero exit; restarting is the orchestrator's job, never done silently
+here. Metrics use prometheus_client's multiprocess mode in a folder the supervisor owns, so a
+scrape of any worker reports the whole fleet.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -39,6 +40,7 @@ from service.affinity import pin_to_cpu
 from service.app import create_app, ready_message
 from service.cli import STARTUP_FAILED_EXIT, DrainingServer, configure_logging, serve_config
 from service.dataplane import Lifecycle
+from service.fleet import Applied, CommandRelay, FleetLink, Ready, Submit
 from service.settings import Settings
 
 logger = logging.getLogger("mlp_serve")
@@ -102,14 +104,15 @@ def served_versions(app: FastAPI) -> dict[str, int]:
 
 
 def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid: int,
-               report: Connection) -> None:
-    """Worker `index`: the single-process server on a SO_REUSEPORT socket; sends
-    {model: version} on `report` once it serves. Exits non-zero (having logged why) on a failed
-    start."""
+               pipe: Connection) -> None:
+    """Worker `index`: the single-process server on a SO_REUSEPORT socket; reports
+    {model: version} on `pipe` once it serves, and takes model-control commands from it. Exits
+    non-zero (having logged why) on a failed start."""
     pin_to_cpu(index, settings)  # first: the threads started later inherit it
     os.setpgrp()  # Ctrl-C in a terminal signals the supervisor only, which forwards it once
     exit_with_supervisor(supervisor_pid)
-    app = create_app(settings, multiprocess_dir=metrics_dir)
+    link = FleetLink(pipe, f"worker {index} (pid {os.getpid()})")
+    app = create_app(settings, multiprocess_dir=metrics_dir, fleet=link)
     config = serve_config(app, settings)
     try:
         sock = listen_socket(settings.host, settings.port, reuse_port=True)
@@ -117,7 +120,7 @@ def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid
         logger.error(listen_error(settings, error))
         raise SystemExit(STARTUP_FAILED_EXIT) from None
     server = WorkerServer(config, settings, app.state.lifecycle,
-                          lambda: report.send(served_versions(app)))
+                          lambda: link.report_ready(served_versions(app)))
     server.run(sockets=[sock])
     if not server.started:
         raise SystemExit(STARTUP_FAILED_EXIT)
@@ -125,16 +128,27 @@ def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid
 
 @dataclass
 class Worker:
-    """One spawned worker, the read end of its report pipe, and what it serves once ready."""
+    """One spawned worker, the supervisor's end of its pipe (None once it closed), and what it
+    serves once ready."""
 
     index: int
     process: BaseProcess
-    report: Connection | None
+    pipe: Connection | None
     served: dict[str, int] | None = None
 
     def describe(self) -> str:
         """How log lines name it."""
         return f"worker {self.index} (pid {self.process.pid})"
+
+    def send(self, message: object) -> bool:
+        """Send `message` to the worker; False if it is gone."""
+        if self.pipe is None:
+            return False
+        try:
+            self.pipe.send(message)
+        except OSError:
+            return False
+        return True
 
 
 class Fleet:
@@ -145,6 +159,7 @@ class Fleet:
         self.metrics_dir = metrics_dir
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[Worker] = []
+        self.relay = CommandRelay(self.workers)
         self.signals = 0  # SIGTERM/SIGINT received; forwarded from the main loop
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -152,29 +167,52 @@ class Fleet:
         self.signals += 1
 
     def spawn(self, index: int, settings: Settings) -> None:
-        """Start worker `index` in a fresh interpreter with its own report pipe."""
-        reader, writer = self.context.Pipe(duplex=False)
+        """Start worker `index` in a fresh interpreter with its own duplex pipe."""
+        ours, theirs = self.context.Pipe(duplex=True)
         process = self.context.Process(
             target=run_worker, name=f"mlp-serve-worker-{index}", daemon=False,
-            args=(index, settings, self.metrics_dir, os.getpid(), writer))
+            args=(index, settings, self.metrics_dir, os.getpid(), theirs))
         process.start()
-        writer.close()  # the worker holds the only write end: its exit shows as EOF here
-        self.workers.append(Worker(index, process, reader))
+        theirs.close()  # the worker holds the only other end: its exit shows as EOF here
+        self.workers.append(Worker(index, process, ours))
 
     def watch(self, done: Callable[[], bool]) -> Worker | None:
-        """Take readiness reports until `done()` or a signal; the first worker that exits."""
+        """Take messages until `done()` or a signal; the first worker that exits."""
         while not done() and not self.signals:
-            events = set(wait([*(w.report for w in self.workers if w.report is not None),
-                               *(w.process.sentinel for w in self.workers)], timeout=POLL_S))
-            for worker in self.workers:
-                if worker.process.sentinel in events:
-                    return worker
-                if worker.report is not None and worker.report in events:
-                    report, worker.report = worker.report, None
-                    with contextlib.suppress(EOFError):  # it exited: its sentinel tells next
-                        worker.served = report.recv()
-                    report.close()
+            exited = self.pump()
+            if exited is not None:
+                return exited
         return None
+
+    def pump(self, running: list[Worker] | None = None) -> Worker | None:
+        """Wait up to POLL_S for messages or the exit of a worker in `running` (default: all),
+        handle the messages, give up on commands past their deadline; the first worker that
+        exited, if any."""
+        running = self.workers if running is None else running
+        events = set(wait([*(w.pipe for w in self.workers if w.pipe is not None),
+                           *(w.process.sentinel for w in running)], timeout=POLL_S))
+        for worker in self.workers:
+            if worker.pipe is not None and worker.pipe in events:
+                self.receive(worker)
+        self.relay.tick(time.monotonic())
+        return next((w for w in running if w.process.sentinel in events), None)
+
+    def receive(self, worker: Worker) -> None:
+        """Every message waiting on `worker`'s pipe; at EOF (it exited) close the pipe."""
+        assert worker.pipe is not None
+        try:
+            while worker.pipe.poll():
+                message = worker.pipe.recv()
+                if isinstance(message, Ready):
+                    worker.served = message.served
+                elif isinstance(message, Submit):
+                    self.relay.submit(worker, message.command)
+                elif isinstance(message, Applied):
+                    self.relay.applied(worker, message.command_id, message.outcome)
+        except (EOFError, OSError):  # it exited: its sentinel tells the main loop next
+            worker.pipe.close()
+            worker.pipe = None
+            self.relay.lost(worker)
 
     def run(self) -> int:
         """Start the fleet, serve until a signal or a worker's death, then stop; exit code."""
@@ -191,6 +229,7 @@ class Fleet:
                 pids = ", ".join(str(w.process.pid) for w in self.workers)
                 logger.info(ready_message(self.settings, list(served),
                                           f"{len(self.workers)} workers (pids {pids})"))
+                self.relay.open()  # every worker serves the same versions: control may run
                 failed = self.watch(lambda: False)
         if failed is not None:
             self.explain(failed)
@@ -211,6 +250,7 @@ class Fleet:
         """SIGTERM every worker (again on each further signal), wait out the grace, and return
         0 if all drained cleanly, else the failed worker's start-up code or 1."""
         deadline = time.monotonic() + self.settings.shutdown_grace_s + EXIT_MARGIN_S
+        self.relay.close()  # a command running now still finishes: the loop below relays it
         forwarded = 0
         alive = list(self.workers)
         while alive:
@@ -228,7 +268,7 @@ class Fleet:
                     worker.process.kill()
                     worker.process.join()
                 break
-            wait([w.process.sentinel for w in alive], timeout=POLL_S)
+            self.pump(alive)
         if failed is not None:
             code = failed.process.exitcode or 0
             return code if code > 0 and failed.served is None else FAILED_EXIT
