@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     """Log level: debug, info, warning, error or critical."""
     workers: int = Field(1, ge=1, le=64)
     """Worker processes serving the port together (SO_REUSEPORT), one per core; one Python
-    process tops out at one core. Several workers need --no-control and a fixed port."""
+    process tops out at one core. Several workers need a fixed port; model control changes
+    them all together."""
     cpu_pinning: str = Field("auto", pattern="^(auto|on|off)$")
     """Pin worker i (its event loop and model thread) to the i-th CPU it may use: on, off, or
     auto = on when there is one worker per usable CPU (the service owns the machine)."""
@@ -78,15 +79,8 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _workers_fit_control_and_port(self) -> Settings:
-        """Control would load or unload a model in the one worker a request reaches, so the
-        workers would serve different versions; several workers also need one fixed port."""
-        if self.workers > 1 and self.control_enabled:
-            raise ValueError(
-                "model control needs one worker: it would change only the worker a request "
-                "reaches; run with --workers 1 to use control, or --no-control "
-                "(MLP_CONTROL_ENABLED=false) with several workers"
-            )
+    def _workers_share_a_fixed_port(self) -> Settings:
+        """Every worker binds the same port; with 0 each would get a different one."""
         if self.workers > 1 and self.port == 0:
             raise ValueError(
                 "several workers share one port, so it must be fixed: set --port (MLP_PORT) "

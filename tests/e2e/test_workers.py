@@ -1,7 +1,9 @@
-"""`mlp-serve --workers 2` as a real process tree: shared port, fleet metrics, clean stops."""
+"""`mlp-serve --workers 2` as a real process tree: shared port, fleet metrics, clean stops,
+model control that changes every worker together."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import shutil
@@ -20,10 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.test_serve_process import raw_request, read_response
 from tests.service.conftest import MODEL, pixels, reference
 from tests.service.model_repo import write_model
-from tests.service.servers import ServerProcess, free_port
+from tests.service.servers import API_KEY, ServerProcess, free_port
 
 INFER = f"/v2/models/{MODEL}/infer"
 REQUESTS = 200
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+CONTROL = ()  # mlp-serve arguments: control on (the key comes from ServerProcess's env)
 
 
 def infer_body(row: np.ndarray) -> bytes:
@@ -219,10 +223,162 @@ def test_taken_port_fails_with_one_line(fleets: list[Fleet], repo: Path) -> None
         "listens there or choose another --port (MLP_PORT)")
 
 
-def test_control_with_several_workers_is_refused(fleets: list[Fleet], repo: Path) -> None:
-    fleet = start(fleets, repo, args=())
-    assert fleet.exit_code() == 2
-    assert fleet.server.stderr().splitlines() == [
-        "mlp-serve: invalid setting: model control needs one worker: it would change only the "
-        "worker a request reaches; run with --workers 1 to use control, or --no-control "
-        "(MLP_CONTROL_ENABLED=false) with several workers"]
+@pytest.fixture(scope="module")
+def control_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("control") / "models"
+    write_model(root, MODEL, 1)
+    write_model(root, MODEL, 2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def control_fleet(control_repo: Path) -> Iterator[Fleet]:
+    """One fleet with control on, shared by the tests below; each sets the state it needs."""
+    fleet = Fleet(control_repo, {"MLP_MODELS": f"{MODEL}:1"}, args=CONTROL)
+    try:
+        fleet.wait_ready()
+        yield fleet
+    finally:
+        fleet.close()
+
+
+def control(fleet: Fleet, op: str, version: int | None = None,
+            headers: dict[str, str] = AUTH) -> httpx.Response:
+    """POST load/unload (with parameters.version if given) on a fresh connection."""
+    body = {} if version is None else {"parameters": {"version": version}}
+    return httpx.post(f"{fleet.server.url}/v2/repository/models/{MODEL}/{op}", json=body,
+                      headers={"Connection": "close", **headers}, timeout=30)
+
+
+def answers(fleet: Fleet, count: int = 60) -> dict[str, set[str]]:
+    """`count` inferences, each on a fresh connection: {answering process's request-id prefix:
+    the model versions it answered with (or the HTTP status when not 200)}."""
+    seen: dict[str, set[str]] = {}
+    body = infer_body(pixels(1, seed=5)[0])
+    with httpx.Client(base_url=fleet.server.url, timeout=10,
+                      limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        for _ in range(count):
+            response = client.post(INFER, content=body)
+            answer = (response.json()["model_version"] if response.status_code == 200
+                      else str(response.status_code))
+            seen.setdefault(response.headers["x-request-id"][:16], set()).add(answer)
+    return seen
+
+
+def assert_every_worker_answers(fleet: Fleet, answer: str) -> None:
+    seen = answers(fleet)
+    assert len(seen) == 2, seen  # both workers answered
+    assert all(found == {answer} for found in seen.values()), seen
+
+
+def test_load_reaches_every_worker(control_fleet: Fleet) -> None:
+    assert control(control_fleet, "load", 1).status_code == 200
+    assert_every_worker_answers(control_fleet, "1")
+    response = control(control_fleet, "load", 2)
+    assert (response.status_code, response.json()) == (
+        200, {"name": MODEL, "version": "2", "state": "READY"})
+    assert_every_worker_answers(control_fleet, "2")
+    for _ in range(10):  # the index answers from whichever worker takes the connection
+        index = httpx.post(f"{control_fleet.server.url}/v2/repository/index",
+                           headers={"Connection": "close", **AUTH}, json={"ready": True})
+        assert index.json() == [{"name": MODEL, "version": "2", "state": "READY", "reason": ""}]
+
+
+def test_corrupt_version_is_refused_by_every_worker(control_fleet: Fleet,
+                                                    control_repo: Path) -> None:
+    assert control(control_fleet, "load", 2).status_code == 200
+    folder = write_model(control_repo, MODEL, 3)
+    try:
+        onnx = bytearray((folder / "model.onnx").read_bytes())
+        onnx[len(onnx) // 2] ^= 0xFF  # one flipped byte: the sha256 in model.json no longer fits
+        (folder / "model.onnx").write_bytes(bytes(onnx))
+        response = control(control_fleet, "load", 3)
+        assert response.status_code == 409
+        message = response.json()["error"]
+        assert message.startswith(f"model '{MODEL}' version 3 ({folder}): sha256 of model.onnx "
+                                  "is "), message
+        assert message.endswith("; the file is corrupt or was replaced")
+        assert_every_worker_answers(control_fleet, "2")
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_unload_then_load_the_latest_again(control_fleet: Fleet) -> None:
+    assert control(control_fleet, "load", 1).status_code == 200
+    response = control(control_fleet, "unload")
+    assert (response.status_code, response.json()) == (
+        200, {"name": MODEL, "version": "1", "state": "UNAVAILABLE"})
+    assert_every_worker_answers(control_fleet, "404")
+    again = control(control_fleet, "unload")  # every worker refuses alike: one clear 404
+    assert (again.status_code, again.json()) == (
+        404, {"error": f"model '{MODEL}' is not loaded; loaded models: none"})
+    response = control(control_fleet, "load")  # no version: the latest on disk, for all
+    assert (response.status_code, response.json()["version"]) == (200, "2")
+    assert_every_worker_answers(control_fleet, "2")
+
+
+def test_swaps_under_load_drop_no_request(control_fleet: Fleet) -> None:
+    body = infer_body(pixels(1, seed=6)[0])
+
+    def hammer(requests: int) -> list[tuple[int, str]]:
+        results = []
+        with httpx.Client(base_url=control_fleet.server.url, timeout=30,
+                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            for _ in range(requests):
+                response = client.post(INFER, content=body)
+                results.append((response.status_code,
+                                response.json().get("model_version", response.text)))
+        return results
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(hammer, 40) for _ in range(3)]
+        for version in (1, 2, 1, 2):
+            assert control(control_fleet, "load", version).status_code == 200
+        results = [item for future in futures for item in future.result(timeout=60)]
+    assert {status for status, _ in results} == {200}, results
+    assert {version for _, version in results} <= {"1", "2"}
+    assert_every_worker_answers(control_fleet, "2")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-0123456789"},
+                                     {"X-API-Key": "nope"}])
+def test_control_without_a_valid_key_changes_no_worker(control_fleet: Fleet,
+                                                       headers: dict[str, str]) -> None:
+    assert control(control_fleet, "load", 1).status_code == 200
+    for op, version in (("load", 2), ("unload", None)):
+        response = control(control_fleet, op, version, headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {"error": "model control needs a valid API key: send "
+                                   "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"}
+    assert_every_worker_answers(control_fleet, "1")
+
+
+def test_sigterm_during_a_fleet_load_finishes_it_and_exits_zero(
+    fleets: list[Fleet], control_repo: Path,
+) -> None:
+    """The supervisor and both workers are stopped (SIGSTOP) at the moments that put SIGTERM
+    in the middle of a command: sent to every worker, applied by none yet."""
+    fleet = start(fleets, control_repo, env={"MLP_MODELS": f"{MODEL}:1"}, args=CONTROL)
+    workers = fleet.wait_ready()
+    frozen: list[psutil.Process] = [fleet.supervisor]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            fleet.supervisor.suspend()
+            pending = pool.submit(control, fleet, "load", 2)
+            time.sleep(0.5)  # a worker took the request and sent it to the supervisor
+            frozen += workers
+            for worker in workers:
+                worker.suspend()
+            fleet.supervisor.resume()
+            time.sleep(0.3)  # the supervisor sent the command to both (stopped) workers
+            fleet.supervisor.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # and forwarded SIGTERM to them
+            assert not pending.done()
+        finally:
+            for process in frozen:
+                process.resume()
+        response = pending.result(timeout=20)
+    assert (response.status_code, response.json()["version"]) == (200, "2")
+    assert fleet.exit_code() == 0
+    assert fleet.left_behind() == []
+    assert fleet.server.stderr().count("shutting down: not ready") == 2

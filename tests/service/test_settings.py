@@ -54,15 +54,17 @@ def test_weak_key_is_fine_without_control() -> None:
     assert Settings(control_enabled=False).control_enabled is False
 
 
-def test_several_workers_refuse_model_control(capsys: pytest.CaptureFixture[str]) -> None:
-    assert load_settings(["--api-key", KEY]).workers == 1
+def test_several_workers_keep_model_control_and_its_key_rules(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = load_settings(["--api-key", KEY, "--workers", "2"])
+    assert (settings.workers, settings.control_enabled) == (2, True)
     with pytest.raises(SystemExit) as exit_info:
-        load_settings(["--api-key", KEY, "--workers", "2"])
+        load_settings(["--api-key", "short", "--workers", "2"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == (
-        "mlp-serve: invalid setting: model control needs one worker: it would change only the "
-        "worker a request reaches; run with --workers 1 to use control, or --no-control "
-        "(MLP_CONTROL_ENABLED=false) with several workers\n")
+    assert capsys.readouterr().err.startswith(
+        "mlp-serve: invalid setting: MLP_API_KEY must be a random string of at least 16 "
+        "characters when model control is enabled")
     assert load_settings(["--workers", "2", "--no-control"]).workers == 2
 
 
