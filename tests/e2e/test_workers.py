@@ -340,6 +340,16 @@ def test_swaps_under_load_drop_no_request(control_fleet: Fleet) -> None:
     assert_every_worker_answers(control_fleet, "2")
 
 
+def test_concurrent_loads_leave_every_worker_on_one_version(control_fleet: Fleet) -> None:
+    """Loads arriving together on both workers run one after another on every worker, so
+    whichever runs last, all workers serve the same version."""
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda v: control(control_fleet, "load", v), [1, 2] * 6))
+    assert [r.status_code for r in responses] == [200] * 12
+    seen = answers(control_fleet)
+    assert len(seen) == 2 and len(set.union(*seen.values())) == 1, seen
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-0123456789"},
                                      {"X-API-Key": "nope"}])
 def test_control_without_a_valid_key_changes_no_worker(control_fleet: Fleet,
