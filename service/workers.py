@@ -238,6 +238,9 @@ class Fleet:
     def explain(self, failed: Worker) -> None:
         """One line on a worker that exited on its own, unless it already said why (a worker
         that fails to start logs its reason and exits with a positive code)."""
+        # Its sentinel turns ready when the process closes its files, which is a moment before
+        # it can be reaped: until then exitcode still reads None. Wait for the real code.
+        failed.process.join(EXIT_MARGIN_S)
         code = failed.process.exitcode or 0
         if failed.served is None and code > 0:
             return
