@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/serve_load.py [--duration 10] [--clients 1,16,64] [--model DIR]
 
-Starts `mlp-serve` (model control off) and bench/naive_server.py on free ports of 127.0.0.1,
-loads each with wrk (Debian package; installed here when missing and running as root, else a
-slower Python client) at each client count for `--duration` seconds, first with single-row V2
-JSON requests, then with 256-row requests (binary V2 for mlp-serve, JSON for the naive endpoint,
-which knows no binary), and prints requests/s, rows/s, p50, p99, errors and server CPU per
-request side by side, plus in-process onnxruntime rows/s at 256-row batches. It stops both
-servers itself and kills only the processes it started. Numbers, not pass/fail: see README.md.
+Starts `mlp-serve` (as deployed: model control on, behind a random key) and
+bench/naive_server.py on free ports of 127.0.0.1, loads each with wrk (Debian package; installed
+here when missing and running as root, else a slower Python client) at each client count for
+`--duration` seconds, first with single-row V2 JSON requests, then with 256-row requests (binary
+V2 for mlp-serve, JSON for the naive endpoint, which knows no binary), and prints requests/s,
+rows/s, p50, p99, errors and server CPU per request side by side, plus in-process onnxruntime
+rows/s at 256-row batches. It stops both servers itself and kills only the processes it started.
+Numbers, not pass/fail: see README.md.
 """
 
 from __future__ import annotations
@@ -389,7 +390,8 @@ def main() -> None:
         service_port, naive_port = free_port(), free_port()
         env = {**os.environ, "MLP_REPOSITORY": str(version_dir.parents[1]),
                "MLP_MODELS": f"{name}:{version_dir.name}", "MLP_PORT": str(service_port),
-               "MLP_HOST": "127.0.0.1", "MLP_CONTROL_ENABLED": "false",
+               "MLP_HOST": "127.0.0.1", "MLP_CONTROL_ENABLED": "true",
+               "MLP_API_KEY": os.urandom(24).hex(),
                "MLP_LOG_LEVEL": "warning", "MLP_WORKERS": str(args.workers)}
         env.update(kv.split("=", 1) for kv in args.env)
         bin_dir = Path(sys.executable).parent
