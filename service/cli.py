@@ -116,7 +116,7 @@ def serve_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
-        server_header=False,
+        timeout_keep_alive=settings.keep_alive_s, server_header=False,
     )
     configure_logging(settings.log_level)
     return config

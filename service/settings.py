@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     """onnxruntime intra-op threads per session (0 = onnxruntime decides)."""
     shutdown_grace_s: float = Field(20.0, gt=0)
     """On SIGTERM, time allowed to answer queued and in-flight requests before exiting."""
+    keep_alive_s: int = Field(75, ge=1)
+    """Seconds an idle keep-alive connection stays open. Keep it above clients' and load
+    balancers' idle expiry (httpx 5 s, AWS ALB 60 s): a server that closes first races a client
+    reusing the connection, and that request fails."""
     shutdown_delay_s: float = Field(0.0, ge=0)
     """On SIGTERM, time to keep answering 503 (not ready) before closing the listener."""
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")

@@ -183,3 +183,24 @@ def test_body_limit_is_enforced_while_streaming(started: ServerProcess) -> None:
                                 "of 100000 bytes (MLP_MAX_BODY_BYTES); send fewer rows per "
                                 "request or use the binary tensor format"}
     assert sent < 10_000_000
+
+
+@pytest.mark.parametrize("started", [{"MLP_KEEP_ALIVE_S": "2"}], indirect=True)
+def test_idle_keep_alive_connection_stays_open_for_keep_alive_s_then_closes(
+    started: ServerProcess,
+) -> None:
+    """A server that closed idle connections as soon as clients expire theirs (httpx: 5 s,
+    uvicorn's old default: 5 s) would race a client reusing one; keep_alive_s sets the window."""
+    path = f"/v2/models/{MODEL}/infer"
+    sock = raw_request(started.port, path, ROW)
+    sock.sendall(ROW)
+    assert read_response(sock)[0] == 200
+    time.sleep(1.0)  # idle, inside the 2 s window: the same connection still serves
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(ROW)}\r\n\r\n".encode()
+                 + ROW)
+    assert read_response(sock)[0] == 200
+    sock.settimeout(10)
+    started_idle = time.monotonic()
+    assert sock.recv(1) == b""  # then the server closes it, after about keep_alive_s
+    assert 1.5 < time.monotonic() - started_idle < 5
+    sock.close()
