@@ -4,6 +4,7 @@ SIGTERM handling: readiness false at once, in-flight work answered, exit 0 withi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 import time
@@ -75,6 +76,8 @@ class DrainingServer(uvicorn.Server):
             logger.info("shutting down: not ready, finishing %d in-flight requests",
                         self.lifecycle.in_flight)
         else:
+            logger.warning("second signal: exiting now, cutting off %d in-flight requests",
+                           self.lifecycle.in_flight)
             self.should_exit = self.force_exit = True
 
     async def on_tick(self, counter: int) -> bool:
@@ -84,6 +87,9 @@ class DrainingServer(uvicorn.Server):
             idle = self.lifecycle.in_flight == 0
             grace = self.settings.shutdown_grace_s
             if (idle and waited >= self.settings.shutdown_delay_s) or waited >= grace:
+                if not idle:
+                    logger.warning("shutdown grace of %.0f s is over: cutting off %d in-flight "
+                                   "requests", grace, self.lifecycle.in_flight)
                 # uvicorn's own wait for open connections gets what is left of the grace
                 # (it only hands the value to asyncio.wait_for, so a float is fine).
                 self.config.timeout_graceful_shutdown = max(0.1, grace - waited)  # type: ignore[assignment]
@@ -100,12 +106,25 @@ class _DropUvicornStartupFailure(logging.Filter):
                     or (message.startswith("Traceback") and "StartupError" in message))
 
 
+class _DropCancelledRequests(logging.Filter):
+    """Requests cut off at a forced or overdue shutdown end in CancelledError, which uvicorn
+    logs as one traceback each; the one warning line above already says how many."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is asyncio.CancelledError:
+            return False
+        message = record.getMessage()
+        return not (message.startswith("Traceback")
+                    and message.rstrip().endswith("CancelledError"))
+
+
 def configure_logging(level: str) -> None:
     """Plain one-line logs on stderr; uvicorn's chatter above warnings only (we log readiness)."""
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(_DropUvicornStartupFailure())
+    uvicorn_log.addFilter(_DropCancelledRequests())
     uvicorn_log.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 

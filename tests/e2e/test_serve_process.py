@@ -157,6 +157,26 @@ def test_sigterm_gives_up_on_a_stuck_client_after_the_grace(started: ServerProce
     assert time.monotonic() - began < 2.5  # 1 s of grace, then a prompt exit
     assert started.process.returncode == 0
     stuck.close()
+    log = started.stderr()
+    assert "shutdown grace of 1 s is over: cutting off 1 in-flight requests" in log
+    assert "Traceback" not in log  # one line says it, not a CancelledError traceback
+
+
+@pytest.mark.parametrize("started", [{"MLP_SHUTDOWN_GRACE_S": "10"}], indirect=True)
+def test_second_sigterm_exits_at_once_with_one_line(started: ServerProcess) -> None:
+    stuck = raw_request(started.port, f"/v2/models/{MODEL}/infer", ROW)
+    stuck.sendall(ROW[:10])
+    time.sleep(0.2)
+    began = time.monotonic()
+    started.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    started.process.send_signal(signal.SIGTERM)
+    started.process.wait(timeout=10)
+    assert time.monotonic() - began < 3  # not the 10 s grace
+    stuck.close()
+    log = started.stderr()
+    assert "second signal: exiting now, cutting off 1 in-flight requests" in log
+    assert "Traceback" not in log
 
 
 def test_body_limit_is_enforced_while_streaming(started: ServerProcess) -> None:
