@@ -146,11 +146,17 @@ def test_sigterm_drains_in_flight_then_exits_zero(started: ServerProcess) -> Non
     assert started.process.returncode == 0
 
 
-@pytest.mark.parametrize("started", [{"MLP_SHUTDOWN_GRACE_S": "1"}], indirect=True)
-def test_sigterm_gives_up_on_a_stuck_client_after_the_grace(started: ServerProcess) -> None:
-    stuck = raw_request(started.port, f"/v2/models/{MODEL}/infer", ROW)
+def stuck_request(server: ServerProcess) -> socket.socket:
+    """A request whose client sends 10 bytes of its body and then nothing: never answerable."""
+    stuck = raw_request(server.port, f"/v2/models/{MODEL}/infer", ROW)
     stuck.sendall(ROW[:10])
     time.sleep(0.2)
+    return stuck
+
+
+@pytest.mark.parametrize("started", [{"MLP_SHUTDOWN_GRACE_S": "1"}], indirect=True)
+def test_sigterm_gives_up_on_a_stuck_client_after_the_grace(started: ServerProcess) -> None:
+    stuck = stuck_request(started)
     began = time.monotonic()
     started.process.send_signal(signal.SIGTERM)
     started.process.wait(timeout=10)
@@ -164,9 +170,7 @@ def test_sigterm_gives_up_on_a_stuck_client_after_the_grace(started: ServerProce
 
 @pytest.mark.parametrize("started", [{"MLP_SHUTDOWN_GRACE_S": "10"}], indirect=True)
 def test_second_sigterm_exits_at_once_with_one_line(started: ServerProcess) -> None:
-    stuck = raw_request(started.port, f"/v2/models/{MODEL}/infer", ROW)
-    stuck.sendall(ROW[:10])
-    time.sleep(0.2)
+    stuck = stuck_request(started)
     began = time.monotonic()
     started.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)

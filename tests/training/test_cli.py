@@ -54,13 +54,19 @@ def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     assert line.endswith("mnist-5k.toml: hidden_sizes.0: Input should be greater than 0 (got 0)")
 
 
+def tiny_npz(folder: Path, n_train: int, n_test: int) -> Path:
+    """A small, easily separable data set as a Keras-style .npz file."""
+    data = make_dataset(n_train=n_train, n_test=n_test, separation=20.0)
+    source = folder / "tiny.npz"
+    np.savez(source, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+             y_test=data.y_test)
+    return source
+
+
 def test_train_then_evaluate_a_user_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = make_dataset(n_train=240, n_test=60, separation=20.0)
-    source = tmp_path / "tiny.npz"
-    np.savez(source, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-             y_test=data.y_test)
+    source = tiny_npz(tmp_path, n_train=240, n_test=60)
     monkeypatch.chdir(tmp_path)
     argv = ["train", "--quiet", "name=tiny", f"data={source}", "hidden_sizes=[16]", "epochs=3",
             "threads=1"]
@@ -78,10 +84,7 @@ def test_skip_if_published_trains_into_an_empty_repository_then_skips(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The compose `train` job: the first `up` trains and publishes, later ones leave it alone."""
-    data = make_dataset(n_train=120, n_test=30, separation=20.0)
-    source = tmp_path / "tiny.npz"
-    np.savez(source, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-             y_test=data.y_test)
+    source = tiny_npz(tmp_path, n_train=120, n_test=30)
     monkeypatch.chdir(tmp_path)
     argv = ["train", "--skip-if-published", "--quiet", "name=tiny", f"data={source}",
             "hidden_sizes=[8]", "epochs=1", "threads=1", "repository=repo"]
