@@ -5,17 +5,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install fashion-data demo test lint typecheck train serve bench reliability clean
+# Debian packages the test suite uses (data set, engines, browser...). Installed by `make test` when
+# run as root; otherwise the tests that need one skip with a line saying which package to install.
+SYSTEM_PACKAGES := dataset-fashion-mnist
+
+.PHONY: install system-packages fashion-data demo test lint typecheck train serve bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[train,serve,dev]' && touch $@
 
 install: $(STAMP)                  ## .venv with the train, serve and dev extras
-fashion-data:                      ## Fashion-MNIST from Debian (needs root), or say how to get it
-	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null); } || echo "fashion-mnist: run 'sudo apt-get install dataset-fashion-mnist' (its tests are skipped until then)"
+system-packages:                   ## the Debian packages in SYSTEM_PACKAGES (needs root), or say how to get them
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing >/dev/null; } \
+	|| echo "system packages: run 'sudo apt-get install $$missing' (the tests that need them are skipped until then)"
+fashion-data: system-packages      ## Fashion-MNIST from Debian (needs root), or say how to get it
 demo: install                      ## train on mnist-5k, publish to models/, then serve it
 	$(BIN)/mlp-train train --config training/configs/mnist-5k.toml && $(BIN)/mlp-serve --repository models --no-control
-test: install fashion-data         ## the whole test suite (CI runs this)
+test: install system-packages        ## the whole test suite (CI runs this)
 	$(BIN)/pytest
 lint: install                      ## ruff
 	$(BIN)/ruff check .
