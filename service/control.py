@@ -58,7 +58,11 @@ class ModelManager:
         """Verify and open `name` (latest on disk by default), then swap it in."""
         check_name(name)
         async with self._lock:
-            model = await asyncio.to_thread(self.repository.load, name, version)
+            try:
+                model = await asyncio.to_thread(self.repository.load, name, version)
+            except Exception:
+                self.metrics.model_load_failed(name)
+                raise
             batcher = DynamicBatcher(
                 model.run,
                 max_batch_rows=self.settings.max_batch_size,

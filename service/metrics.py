@@ -13,8 +13,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from service.process_metrics import FleetProcessCollector, build_labels
+
+# `*_created` series double the scrape and no dashboard or alert reads them.
+prometheus_client.disable_created_metrics()
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -38,9 +51,11 @@ class Metrics:
         r = self.registry
         self.requests = Counter("mlp_requests_total", "HTTP requests by route, model and status",
                                 ["endpoint", "model", "version", "status"], registry=r)
+        # `status` too, so fast errors (a 503 in microseconds) cannot hide slow successes.
         self.latency = Histogram("mlp_request_duration_seconds",
                                  "Time from request start to response end",
-                                 ["endpoint", "model"], buckets=LATENCY_BUCKETS, registry=r)
+                                 ["endpoint", "model", "status"], buckets=LATENCY_BUCKETS,
+                                 registry=r)
         self.in_flight = Gauge("mlp_requests_in_flight", "HTTP requests being handled",
                                multiprocess_mode="livesum", registry=r)
         self.queue_wait = Histogram("mlp_queue_wait_seconds",
@@ -56,6 +71,16 @@ class Metrics:
                                 ["model"], multiprocess_mode="livesum", registry=r)
         self.loaded_version = Gauge("mlp_model_loaded_version", "Version served per model",
                                     ["model"], multiprocess_mode="livemax", registry=r)
+        self.load_failures = Counter("mlp_model_load_failures_total",
+                                     "Model loads that failed (missing, corrupt or refused file)",
+                                     ["model"], registry=r)
+        build = build_labels()
+        self.build_info = Gauge("mlp_build_info", "Always 1; the labels say what runs",
+                                list(build), multiprocess_mode="livemax", registry=r)
+        self.build_info.labels(**build).set(1)
+        # CPU seconds, resident memory, open fds: of this process, or summed over the workers.
+        if multiprocess_dir is None:
+            ProcessCollector(registry=r)
         # Multiprocess mode: what refresh_gauges() reads and writes.
         self._in_flight_reading: Callable[[], float] | None = None
         self._queue_readings: dict[str, tuple[Any, Callable[[], float]]] = {}
@@ -79,7 +104,7 @@ class Metrics:
         children = self._request_children.get(key)
         if children is None:
             children = (self.requests.labels(endpoint, model, version, str(status)),
-                        self.latency.labels(endpoint, model))
+                        self.latency.labels(endpoint, model, str(status)))
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
@@ -101,6 +126,10 @@ class Metrics:
             self.queue_rows.labels(name).set_function(queue_rows)
         else:
             self._queue_readings[name] = (self.queue_rows.labels(name), queue_rows)
+
+    def model_load_failed(self, name: str) -> None:
+        """Count a load of `name` that raised (at start-up or through model control)."""
+        self.load_failures.labels(name).inc()
 
     def model_unloaded(self, name: str) -> None:
         """Drop the per-model gauges of an unloaded model.
@@ -147,4 +176,5 @@ class Metrics:
         self.refresh_gauges()
         fleet = CollectorRegistry()
         MultiProcessCollector(fleet, path=str(self.multiprocess_dir))
+        fleet.register(FleetProcessCollector(self.multiprocess_dir))
         return generate_latest(fleet)

@@ -80,6 +80,8 @@ def test_corrupt_version_is_refused_and_the_old_one_keeps_serving(
     assert response.json()["error"].endswith(
         "; the file is corrupt or was replaced")
     assert infer(client).json()["model_version"] == "2"
+    failures = f'mlp_model_load_failures_total{{model="{MODEL}"}} 1.0'
+    assert failures in client.get("/metrics").text.splitlines()
 
 
 @pytest.mark.parametrize(("path", "body", "status", "message"), [

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import onnxruntime as ort
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
@@ -65,10 +66,20 @@ def test_metrics_count_requests_rows_batches_and_versions(shared_client: httpx.C
     assert delta("mlp_batch_rows_sum", model=MODEL) == 6
     assert delta("mlp_queue_wait_seconds_count", model=MODEL) == 3
     assert delta("mlp_compute_seconds_count", model=MODEL) == 3
-    assert delta("mlp_request_duration_seconds_count", endpoint=endpoint, model=MODEL) == 4
+    # Latency by status: the fast 400 is apart from the three 200s.
+    assert delta("mlp_request_duration_seconds_count", endpoint=endpoint, model=MODEL,
+                 status="200") == 3
+    assert delta("mlp_request_duration_seconds_count", endpoint=endpoint, model=MODEL,
+                 status="400") == 1
     assert after[("mlp_model_loaded_version", (("model", MODEL),))] == 2
     assert after[("mlp_queue_rows", (("model", MODEL),))] == 0
     assert shared_client.get("/metrics").headers["content-type"].startswith("text/plain")
+    names = {name for name, _ in after}
+    assert not [name for name in names if name.endswith("_created")]
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
+            "process_open_fds"} <= names
+    ((_, build),) = [key for key in after if key[0] == "mlp_build_info"]
+    assert dict(build)["version"] and dict(build)["onnxruntime"] == ort.__version__
 
 
 def test_openapi_documents_raw_bodies(shared_client: httpx.Client) -> None:
