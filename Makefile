@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 
 # Debian packages the test suite uses (data set, engines, browser...). Installed by `make test` when
 # run as root; otherwise the tests that need one skip with a line saying which package to install.
-SYSTEM_PACKAGES := dataset-fashion-mnist
+# debootstrap: the base image of the container tests (deploy/airgap-build.sh); prometheus: promtool.
+SYSTEM_PACKAGES := dataset-fashion-mnist debootstrap prometheus
 
 .PHONY: install system-packages fashion-data demo test lint typecheck train serve bench reliability clean
 
