@@ -106,10 +106,12 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from training.evaluate import ModelFileError
     from training.export import ExportError
     from training.fit import TrainingError
+    from training.gate import QualityGateError
     from training.publish import PublishError
 
     return (
-        ConfigError, DataError, TrainingError, ExportError, PublishError, ModelFileError, OSError,
+        ConfigError, DataError, TrainingError, ExportError, QualityGateError, PublishError,
+        ModelFileError, OSError,
     )
 
 

@@ -84,6 +84,17 @@ class TrainConfig(BaseModel):
     restore_best: bool = True
     """After training, go back to the weights of the best validation epoch."""
 
+    # quality gate (training/gate.py): a run that fails it publishes nothing and exits non-zero
+    divergence_factor: float = Field(10.0, gt=1.0)
+    """Stop as diverged when an epoch's mean train loss exceeds this many times ln(classes)
+    (the loss of a uniform guess), or is not finite."""
+    min_test_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["halfway"] = "halfway"
+    """Publish only at or above this test accuracy; "halfway": halfway between chance
+    (1/classes) and 1, so 0.55 for 10 classes."""
+    publish_if_not_worse: bool = False
+    """Publish only if at least as accurate as the latest published version, both measured on
+    this run's test split (the latest runs through onnxruntime)."""
+
     # speed
     threads: int = Field(0, ge=0)
     """torch threads; 0 keeps torch's default (one per core)."""

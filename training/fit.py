@@ -115,6 +115,25 @@ def shift_images(x: torch.Tensor, limit: int, generator: torch.Generator) -> tor
     return x.view(-1, 28, 28).roll((dy, dx), dims=(1, 2)).reshape(len(x), -1)
 
 
+def divergence_limit(classes: int, config: TrainConfig) -> float:
+    """`divergence_factor` times ln(classes), the cross-entropy of a uniform guess."""
+    return config.divergence_factor * math.log(max(classes, 2))
+
+
+def is_diverged(train_loss: float, classes: int, config: TrainConfig) -> bool:
+    """Not finite, or far above guessing: a loss of 3e21 is finite but no model learned it."""
+    return not math.isfinite(train_loss) or train_loss > divergence_limit(classes, config)
+
+
+def divergence_message(train_loss: float, epoch: int, classes: int, config: TrainConfig) -> str:
+    return (
+        f"training diverged: mean train loss {train_loss:.4g} in epoch {epoch} exceeds "
+        f"{divergence_limit(classes, config):.3g} (divergence_factor {config.divergence_factor:g}"
+        f" x ln {classes} classes); lower learning_rate (now {config.learning_rate:g}) or the "
+        "l1/l2 coefficients"
+    )
+
+
 def is_improvement(value: float, best: float, config: TrainConfig) -> bool:
     if config.monitor == "val_loss":
         return value < best - config.min_delta
@@ -176,12 +195,9 @@ def fit(
                                 acc=f"{correct.item() / seen:.4f}", refresh=False)
                 bar.update()
         train_loss, train_accuracy = loss_sum.item() / len(x_train), correct.item() / len(x_train)
-        if not math.isfinite(train_loss):
+        if is_diverged(train_loss, model.config.classes, config):
             bar.close()
-            raise TrainingError(
-                f"training loss became {train_loss} in epoch {epoch}; lower learning_rate "
-                f"(now {config.learning_rate}) or the l1/l2 coefficients"
-            )
+            raise TrainingError(divergence_message(train_loss, epoch, model.config.classes, config))
         val_loss, val_accuracy = evaluate(model, x_val, y_val)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:

@@ -6,9 +6,11 @@ Stable API (the sweep feature depends on it):
 
 - `quiet`: no progress bars.
 - `publish`: False trains, evaluates, exports and checks parity but writes the ONNX only into
-  the run folder (metadata version "0"), leaving the repository untouched.
+  the run folder (metadata version "0"), leaving the repository untouched. True publishes only
+  a model that passes the quality gate (training/gate.py).
 - `dataset`: an already loaded `Dataset` (a sweep loads it once); None loads `config.data`.
-Raises DataError, TrainingError, ExportError or PublishError with a user-facing message.
+Raises DataError, TrainingError, ExportError, QualityGateError or PublishError with a
+user-facing message.
 """
 
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from training.data import Dataset, load_dataset, split_validation
 from training.evaluate import classification_metrics, predict_probabilities
 from training.export import Parity, check_parity, stamp_version, to_onnx
 from training.fit import FitResult, fit
+from training.gate import check_before_publishing
 from training.model import MLP, MLPConfig
 from training.publish import publish as publish_version
 from training.report import plot_confusion_matrix, plot_learning_curves, save_history
@@ -119,6 +122,7 @@ def train_and_publish(
 
     published_dir = None
     if publish:
+        check_before_publishing(config, dataset, float(metrics["test_accuracy"]))  # type: ignore[arg-type]
         published_dir = publish_version(config.repository, config.name, build_files)
         onnx_path = published_dir / "model.onnx"
     else:

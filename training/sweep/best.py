@@ -14,6 +14,7 @@ from training.card import build_card, card_bytes
 from training.config import validate_config
 from training.data import load_dataset, split_validation
 from training.export import stamp_version
+from training.gate import check_before_publishing
 from training.pipeline import train_and_publish
 from training.publish import publish
 from training.sweep.record import TrialRecord
@@ -27,6 +28,7 @@ def publish_best(record: TrialRecord, *, sweep_id: str, threads: int, quiet: boo
     config = validate_config(values, source=f"best trial {record.trial_id}")
     dataset = load_dataset(config.data, cache_dir=config.data_cache)
     run = train_and_publish(config, quiet=quiet, publish=False, dataset=dataset)
+    check_before_publishing(config, dataset, run.test_accuracy)
     proto_bytes = run.onnx_path.read_bytes()
     x_train, _, x_val, _ = split_validation(
         dataset.x_train, dataset.y_train, config.validation_fraction, config.seed)
