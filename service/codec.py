@@ -1,6 +1,7 @@
-"""Bytes on the wire <-> numpy: bodies read under a size limit, V2 JSON and binary tensors, V1.
+"""Request and response bodies <-> numpy: V2 JSON and binary tensors, KServe V1 instances.
 
-Nothing here knows about models; `dataplane` checks tensors against the served model.
+Nothing here knows about models or HTTP: `models/dataplane.py` checks tensors against the served
+model, `http/call.py` reads bodies under the size limit and handles Content-Encoding.
 Datatype rule: every numeric V2 datatype but BOOL and BF16 is decoded as sent; `dataplane`
 range-checks it (0..255) and only then converts to float32, so nothing overflows and integers
 stay exact (FP64 fractions round to the nearest float32). BOOL, BYTES and BF16 are refused.
@@ -8,111 +9,20 @@ stay exact (FP64 fractions round to the nearest float32). BOOL, BYTES and BF16 a
 
 from __future__ import annotations
 
-import gzip
 import math
-import zlib
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import orjson
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
-from starlette.types import Receive
 
-from service.errors import (
-    InvalidInput,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    describe_validation_errors,
-)
-from service.httpcall import JSON_TYPE, Reply
+from service.errors import InvalidInput, describe_validation_errors
 from service.protocol import DATATYPE_OF_DTYPE, DATATYPES, InferenceRequest
 
 HEADER_LENGTH = "inference-header-content-length"
 REJECTED_DATATYPES = {"BYTES", "BOOL", "BF16"}
 BINARY_TYPE = "application/octet-stream"
-
-
-async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
-    """The body, refused with 413 as soon as it (or its decompressed form) passes `limit`."""
-    chunks = await _receive(receive, headers, limit)
-    return decode_content(chunks[0] if len(chunks) == 1 else b"".join(chunks),
-                          headers.get("content-encoding"), limit)
-
-
-async def read_binary_body(receive: Receive, headers: Mapping[str, str], limit: int,
-                           header_length: str | None) -> bytes | memoryview:
-    """`read_body` for a V2 request whose binary tensors start after the JSON header.
-
-    The bytes are copied once, into a buffer where the first tensor byte sits on a 16-byte
-    boundary, so np.frombuffer views the tensors without a second (aligning) copy.
-    """
-    offset = _header_length(header_length)
-    if offset is None or headers.get("content-encoding") is not None:
-        return await read_body(receive, headers, limit)
-    chunks = await _receive(receive, headers, limit)
-    size = sum(len(chunk) for chunk in chunks)
-    storage = np.empty(size + 16, np.uint8)  # not zero-filled, unlike bytearray(n)
-    pad = -(storage.ctypes.data + offset) % 16
-    view = storage.data[pad:pad + size]
-    start = 0
-    for chunk in chunks:
-        view[start:start + len(chunk)] = chunk
-        start += len(chunk)
-    return view
-
-
-async def _receive(receive: Receive, headers: Mapping[str, str], limit: int) -> list[bytes]:
-    """The body's chunks, read from the ASGI messages directly (no async generator)."""
-    declared = headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(limit, f"{int(declared)} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(limit, f"more than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks
-
-
-def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo Content-Encoding gzip/deflate (as tritonclient sends) without inflating past `limit`."""
-    name = (encoding or "identity").strip().lower()
-    if name == "identity":
-        return body
-    if name not in ("gzip", "deflate"):
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none"
-        )
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if name == "gzip" else zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as error:
-        raise InvalidInput(f"request body is not valid {name} data ({error})") from None
-    if len(data) > limit:
-        raise PayloadTooLarge(limit, f"more than {limit} bytes after {name} decompression")
-    if not inflater.eof:
-        raise InvalidInput(f"request body is truncated {name} data")
-    return data
-
-
-def compress(payload: bytes, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
-    """Compress a response when the client asked for gzip or deflate (tritonclient may)."""
-    accepted = {part.split(";")[0].strip().lower() for part in (accept_encoding or "").split(",")}
-    if "gzip" in accepted:
-        return gzip.compress(payload, compresslevel=1), {"content-encoding": "gzip"}
-    if "deflate" in accepted:
-        return zlib.compress(payload, 1), {"content-encoding": "deflate"}
-    return payload, {}
+JSON_TYPE = "application/json"
 
 
 def split_binary(body: bytes | memoryview, header_length: str | None
@@ -120,7 +30,7 @@ def split_binary(body: bytes | memoryview, header_length: str | None
     """Split a binary-extension body into its JSON header and (a view of) its tensor bytes."""
     if header_length is None:
         return bytes(body), b""
-    size = _header_length(header_length)
+    size = parse_header_length(header_length)
     if size is None:
         raise InvalidInput(f"Inference-Header-Content-Length is {header_length!r}; "
                            "expected the byte length of the JSON header")
@@ -131,7 +41,7 @@ def split_binary(body: bytes | memoryview, header_length: str | None
     return bytes(view[:size]), view[size:]
 
 
-def _header_length(header_length: str | None) -> int | None:
+def parse_header_length(header_length: str | None) -> int | None:
     """The Inference-Header-Content-Length as an int, None when absent or not ASCII digits."""
     if header_length is None:
         return None
@@ -291,9 +201,3 @@ def encode_predictions(labels: tuple[str, ...], outputs: dict[str, np.ndarray]) 
                                         strict=True)
     ]
     return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def json_response(content: Any, status_code: int = 200,
-                  headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON response encoded with orjson (numpy arrays included)."""
-    return Reply.json(content, status_code, headers).response()

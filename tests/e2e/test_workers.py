@@ -135,7 +135,7 @@ def test_two_workers_serve_one_port_and_every_scrape_reports_the_fleet(
             assert outputs["label"] == [expected["label"][i]]
             np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"][i],
                                        rtol=1e-6)
-            # Request ids start with a random prefix per process (service/logging.py).
+            # Request ids start with a random prefix per process (service/http/requestlog.py).
             answered_by.add(response.headers["x-request-id"][:16])
     assert len(answered_by) == 2
 

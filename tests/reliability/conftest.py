@@ -15,8 +15,8 @@ import pytest
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tests.reliability import figures
-from tests.reliability.server import ServerProcess, start_server
+from tests.reliability.harness import figures
+from tests.reliability.harness.server import ServerProcess, start_server
 from tests.service.model_repo import write_model
 
 API_KEY = "reliability-test-key-0123456789abcdef"

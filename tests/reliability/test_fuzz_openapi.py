@@ -16,11 +16,11 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
-from tests.reliability import figures
 from tests.reliability.conftest import API_KEY, MODEL, ReliabilityConfig
-from tests.reliability.v2 import error_shape_problem
+from tests.reliability.harness import figures
+from tests.reliability.harness.v2 import error_shape_problem
 from tests.service.model_repo import write_model
 
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)

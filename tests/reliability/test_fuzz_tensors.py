@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
-from tests.reliability import figures
 from tests.reliability.conftest import API_KEY, MODEL, ReliabilityConfig, StartServer
-from tests.reliability.strategies import FuzzRequest, fuzz_requests
-from tests.reliability.v2 import Reference, error_shape_problem, read_answer, v2_body
+from tests.reliability.harness import figures
+from tests.reliability.harness.strategies import FuzzRequest, fuzz_requests
+from tests.reliability.harness.v2 import Reference, error_shape_problem, read_answer, v2_body
 
 ZERO_ROW = v2_body(np.zeros((1, 784)))
 

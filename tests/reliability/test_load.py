@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.reliability import figures
 from tests.reliability.conftest import MODEL, ReliabilityConfig, StartServer
-from tests.reliability.load import Outcome, Send, run_load
-from tests.reliability.memory import MB, RssSampler
-from tests.reliability.v2 import JSON, Reference, compare, read_answer, v2_body
+from tests.reliability.harness import figures
+from tests.reliability.harness.load import Outcome, Send, run_load
+from tests.reliability.harness.memory import MB, RssSampler
+from tests.reliability.harness.v2 import JSON, Reference, compare, read_answer, v2_body
 
 BATCH_SIZES = range(1, 65)
 

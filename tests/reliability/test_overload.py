@@ -33,18 +33,25 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.reliability import figures
 from tests.reliability.conftest import API_KEY, MODEL, StartServer
-from tests.reliability.load import LoadReport, Outcome, run_load
-from tests.reliability.rawload import (
+from tests.reliability.harness import figures
+from tests.reliability.harness.load import LoadReport, Outcome, run_load
+from tests.reliability.harness.rawload import (
     RawOutcome,
     RawReport,
     http_request,
     read_response,
     run_raw_load,
 )
-from tests.reliability.server import ServerProcess, start_server
-from tests.reliability.v2 import JSON, Reference, compare, error_shape_problem, read_answer, v2_body
+from tests.reliability.harness.server import ServerProcess, start_server
+from tests.reliability.harness.v2 import (
+    JSON,
+    Reference,
+    compare,
+    error_shape_problem,
+    read_answer,
+    v2_body,
+)
 from tests.service.model_repo import write_model
 
 # The server's one-line request log: "POST /v2/models/m/infer 200 12.3ms ..." (for figures only).

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.reliability import figures
 from tests.reliability.conftest import MODEL, ReliabilityConfig
-from tests.reliability.repo_check import Watcher, service_scan_problems, version_problem
-from tests.reliability.server import ROOT, clean_env, venv_script
+from tests.reliability.harness import figures
+from tests.reliability.harness.repo_check import Watcher, service_scan_problems, version_problem
+from tests.reliability.harness.server import ROOT, clean_env, venv_script
 
 # min_test_accuracy=0: one epoch of 8 units (about 0.6) is about crashes, not quality
 TRAIN_OVERRIDES = ["hidden_sizes=[8]", "epochs=1", "threads=1", "early_stopping=false",
@@ -106,7 +106,7 @@ def test_sigkilled_publish_loop_never_leaves_a_visible_partial_version(
     rng = random.Random(rel_config.seed + 1)
     root = tmp_path / "models"
     model_dir = root / MODEL
-    command = [sys.executable, "-m", "tests.reliability.publisher", str(root), MODEL]
+    command = [sys.executable, "-m", "tests.reliability.harness.publisher", str(root), MODEL]
     kills = 4 * rel_config.crash_runs
     landed = 0
     with Watcher(model_dir) as watcher:

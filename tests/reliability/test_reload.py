@@ -23,10 +23,10 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.reliability import figures
 from tests.reliability.conftest import API_KEY, MODEL, StartServer
-from tests.reliability.load import LoadReport, Outcome, run_load
-from tests.reliability.v2 import JSON, Reference, compare, read_answer, v2_body
+from tests.reliability.harness import figures
+from tests.reliability.harness.load import LoadReport, Outcome, run_load
+from tests.reliability.harness.v2 import JSON, Reference, compare, read_answer, v2_body
 from tests.service.model_repo import build_onnx, card
 from training.publish import publish
 

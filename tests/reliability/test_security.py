@@ -18,13 +18,13 @@ import httpx
 import numpy as np
 import pytest
 
-from service import deps
-from tests.reliability import figures
+from service.http import deps
 from tests.reliability.conftest import API_KEY, MODEL, StartServer
-from tests.reliability.memory import MB, RssSampler
-from tests.reliability.server import ServerProcess, run_to_exit
-from tests.reliability.tripwire import Tripwire
-from tests.reliability.v2 import JSON, error_shape_problem, read_answer, v2_body
+from tests.reliability.harness import figures
+from tests.reliability.harness.memory import MB, RssSampler
+from tests.reliability.harness.server import ServerProcess, run_to_exit
+from tests.reliability.harness.tripwire import Tripwire
+from tests.reliability.harness.v2 import JSON, error_shape_problem, read_answer, v2_body
 from tests.service.model_repo import write_model
 
 ROWS = v2_body(np.zeros((1, 784)))

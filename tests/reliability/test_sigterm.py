@@ -17,10 +17,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.reliability import figures
 from tests.reliability.conftest import MODEL, StartServer
-from tests.reliability.load import LoadReport, Outcome, run_load
-from tests.reliability.v2 import JSON, Reference, compare, error_shape_problem, read_answer, v2_body
+from tests.reliability.harness import figures
+from tests.reliability.harness.load import LoadReport, Outcome, run_load
+from tests.reliability.harness.v2 import (
+    JSON,
+    Reference,
+    compare,
+    error_shape_problem,
+    read_answer,
+    v2_body,
+)
 
 CLIENTS = 32
 GRACE_S = 8.0

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from fastapi import FastAPI
 
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 from tests.service.model_repo import write_model
 from tests.service.servers import API_KEY, ServerProcess, serve_in_thread

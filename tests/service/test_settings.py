@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.cli import build_parser, load_settings
+from service.run.cli import build_parser, load_settings
 from service.settings import Settings
 
 KEY = "k" * 20
@@ -98,8 +98,10 @@ def test_every_field_is_documented_and_has_a_flag() -> None:
 
 def test_only_settings_reads_the_environment() -> None:
     service = Path(__file__).resolve().parents[2] / "service"
-    uses = {path.name: re.findall(r"os\.environ\S*|getenv\(", path.read_text())
-            for path in service.glob("*.py")}
-    assert {name for name, found in uses.items() if found} <= {"settings.py", "workers.py"}
+    uses = {path.relative_to(service).as_posix():
+            re.findall(r"os\.environ\S*|getenv\(", path.read_text())
+            for path in service.rglob("*.py")}
+    assert {name for name, found in uses.items() if found} <= {"settings.py",
+                                                              "run/supervisor.py"}
     # The supervisor only writes prometheus_client's variable for its workers, never reads.
-    assert uses["workers.py"] == ["os.environ[MULTIPROC_ENV]"]
+    assert uses["run/supervisor.py"] == ["os.environ[MULTIPROC_ENV]"]

@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.config import ConfigError, TrainConfig, load_config, validate_config
+from training.sweep.cores import cores
 from training.sweep.grid import Overrides, SweepError, SweepSpec, expand, load_spec
 
 if TYPE_CHECKING:
@@ -32,11 +32,6 @@ log = logging.getLogger("training.sweep")
 # Fields that say where files go or how many threads to use: they never change a result, so
 # they are left out of the sweep id and a sweep can resume with other paths or workers.
 PLACEMENT_FIELDS = {"runs_dir", "repository", "threads", "data_cache"}
-
-
-def cores() -> int:
-    """CPUs this process may use (respects taskset/cgroup affinity, unlike os.cpu_count)."""
-    return len(os.sched_getaffinity(0))
 
 
 def default_workers() -> int:

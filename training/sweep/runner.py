@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.sweep.cli import cores
+from training.sweep.cores import cores
 from training.sweep.grid import Overrides, trial_id
 from training.sweep.record import TrialRecord, read_record, write_record
 from training.sweep.trial import TrialJob, run_trial

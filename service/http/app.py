@@ -1,0 +1,204 @@
+"""`create_app(settings)`: the FastAPI app with its own models, batchers, metrics and state.
+
+Models load in the lifespan (never at import or per request); readiness turns true only after
+every selected model is verified and its batcher runs. Nothing here is global, so every test
+builds a fresh app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
+
+from service.errors import ServiceError, StartupError, describe_validation_errors
+from service.http import control, ops, v1, v2
+from service.http.call import Reply, json_response
+from service.http.fastpath import INTERNAL_ERROR, HotPath, HotRoute, hot_routes
+from service.http.requestlog import RequestLog, RequestLogMiddleware
+from service.metrics import Metrics
+from service.models.dataplane import SERVER_VERSION, DataPlane, Lifecycle
+from service.models.fleet import FleetControl, FleetLink
+from service.models.registry import LocalControl, ModelControl, ModelRegistry
+from service.models.repository import ModelRepository
+from service.protocol import (
+    InferenceRequest,
+    PredictRequest,
+    RepositoryIndexRequest,
+    RepositoryLoadRequest,
+)
+from service.settings import Settings
+
+logger = logging.getLogger("mlp_serve")
+DOCUMENTED_BODIES = (InferenceRequest, PredictRequest, RepositoryIndexRequest,
+                     RepositoryLoadRequest)
+HOT_ROUTES = (
+    *hot_routes(v2.router.routes, {v2.infer: v2.serve_infer,
+                                          v2.infer_version: v2.serve_infer}),
+    *hot_routes(v1.router.routes, {v1.predict: v1.serve_predict}),
+)
+
+
+class ServiceApp(FastAPI):
+    """FastAPI with the inference routes on `HotPath` and the request log on every request."""
+
+    hot_routes: tuple[HotRoute, ...] = HOT_ROUTES  # () sends everything through FastAPI
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """HotPath(RequestLog(FastAPI's own stack)): both paths record to the same RequestLog."""
+        log = RequestLog(self.state.metrics, self.state.lifecycle)
+        stack = RequestLogMiddleware(super().build_middleware_stack(), log)
+        if not self.hot_routes:
+            return stack
+        return HotPath(stack, self, self.state.dataplane, log, self.hot_routes)
+
+
+def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
+               fleet: FleetLink | None = None) -> FastAPI:
+    """Build the app; its lifespan loads and verifies the models, then drains them on exit.
+
+    `multiprocess_dir` and `fleet`: the app is one worker of `mlp-serve --workers N`
+    (service/run/supervisor.py); metrics go through prometheus_client's multiprocess files
+    there, the supervisor, not each worker, logs the ready line, and model control goes through
+    `fleet` to every worker.
+    """
+    metrics, lifecycle = Metrics(multiprocess_dir), Lifecycle()
+    metrics.track_in_flight(lambda: lifecycle.in_flight)
+    repository = ModelRepository(settings.repository, ort_threads=settings.ort_threads)
+    registry = ModelRegistry(repository, settings, metrics)
+    dataplane = DataPlane(registry, settings, metrics, lifecycle)
+    model_control: ModelControl = (LocalControl(registry) if fleet is None
+                                   else FleetControl(registry, fleet))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await load_selected_models(repository, registry, settings)
+        except BaseException as error:
+            await registry.unload_all()
+            if isinstance(error, StartupError):
+                logger.error("cannot start: %s", error)
+            raise
+        settle_heap()
+        if fleet is not None:
+            fleet.listen(registry)
+        lifecycle.ready = True
+        if multiprocess_dir is None:
+            logger.info(ready_message(settings, registry.names()))
+            yield
+        else:
+            refresher = asyncio.create_task(metrics.keep_gauges_fresh())
+            yield
+            refresher.cancel()
+        lifecycle.draining = True
+        if fleet is not None:
+            await fleet.close()  # before the models go: commands being applied finish first
+        await registry.unload_all()
+
+    # FastAPI's OpenTelemetry hooks are off: the service exports Prometheus metrics itself, and
+    # the check for configured OTel providers cost ~10 us on every request.
+    app = ServiceApp(title="mlp-serve", version=SERVER_VERSION, lifespan=lifespan,
+                     redoc_url=None, description=__doc__,
+                     telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
+    app.state.registry, app.state.dataplane, app.state.control = registry, dataplane, model_control
+    for router in (v2.router, v1.router, ops.router):
+        app.include_router(router)
+    if settings.control_enabled:
+        app.include_router(control.router)
+    add_error_handlers(app)
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
+    return app
+
+
+def settle_heap() -> None:
+    """Move everything start-up allocated (FastAPI, pydantic, numpy, the models) out of the
+    garbage collector's reach.
+
+    Why: each request allocates short-lived containers, so the cyclic GC runs often, and its
+    full collections walked the ~10^5 start-up objects every time: at 64 clients that made the
+    p99 latency 2.5x worse (bench/README.md). Frozen objects are never scanned; cycles created
+    later are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+async def load_selected_models(repository: ModelRepository, registry: ModelRegistry,
+                               settings: Settings) -> None:
+    """Load MLP_MODELS (or every model, latest version); any failure stops start-up."""
+    try:
+        repository.check()
+        selection = settings.model_selection() or dict.fromkeys(repository.model_names())
+        if not selection:
+            raise StartupError(f"model repository {str(repository.root)!r} holds no models; "
+                               "train one first (mlp-train train) or point MLP_REPOSITORY at one")
+        for name, version in selection.items():
+            await registry.load(name, version)
+    except ServiceError as error:
+        raise StartupError(error.message) from None
+
+
+def ready_message(settings: Settings, names: list[str], workers: str = "") -> str:
+    """The start-up line with a curl that gets a prediction, ready to paste; `workers` says
+    which processes serve (`mlp-serve --workers N`)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}/v1/models/{names[0]}:predict"
+    serving = f"{workers} serving" if workers else "serving"
+    return (f"ready: {serving} {', '.join(names)} on http://{settings.host}:{settings.port}; try:"
+            f" curl -s {url} -d \"{{\\\"instances\\\": [[$(printf '0,%.0s' $(seq 783))0]]}}\"")
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """One error shape, {"error": "..."}, for our errors, validation, 404 routes and 405."""
+
+    async def service_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ServiceError)
+        return Reply.error(error).response()
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        return json_response({"error": describe_validation_errors(error.errors())}, 400)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        if error.status_code == 404:
+            message = f"no route {request.method} {request.url.path}; see /docs"
+        elif error.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(error.detail)
+        return json_response({"error": message}, error.status_code, error.headers)
+
+    async def unexpected_error(request: Request, error: Exception) -> Response:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return INTERNAL_ERROR.response()
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request bodies the routes parse from raw bytes."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in DOCUMENTED_BODIES:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+    return app.openapi_schema

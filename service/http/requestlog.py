@@ -1,0 +1,102 @@
+"""One log line and one set of metrics per request, and the X-Request-ID on every response.
+
+`RequestLog` does the bookkeeping; `HotPath` calls it directly for the inference routes and
+`RequestLogMiddleware` (a pure ASGI middleware: no BaseHTTPMiddleware, which would buffer every
+response) wraps everything else. The note it keeps per request holds the arrival time, so
+deadlines count the time spent reading and decoding. Endpoints name the model and version that
+answered (`Call.answered_by`); bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.http.call import SCOPE_KEY, new_note
+from service.metrics import Metrics
+from service.models.dataplane import Lifecycle
+
+logger = logging.getLogger("mlp_serve.request")
+MAX_ID_CHARS = 128
+REQUEST_ID = b"x-request-id"
+
+
+class RequestIds:
+    """Ids for requests that bring none: 32 hex digits like uuid4().hex, unique across
+    processes (a random 64-bit prefix per process) and cheap (a counter, no syscall)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(1)
+
+    def take(self, raw: bytes | None) -> str:
+        """The client's X-Request-ID when it is short printable ASCII, else a new id."""
+        if raw and len(raw) <= MAX_ID_CHARS and raw.isascii() and raw.decode().isprintable():
+            return raw.decode()
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+class RequestLog:
+    """Start and finish the record of one HTTP request: in-flight count, metrics, log line."""
+
+    def __init__(self, metrics: Metrics, lifecycle: Lifecycle) -> None:
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self.ids = RequestIds()
+
+    def start(self, scope: Scope) -> dict[str, Any]:
+        """Note the arrival and the request id (the client's or a new one); count it in flight."""
+        given = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID:
+                given = value
+                break
+        self.lifecycle.in_flight += 1
+        return new_note(self.ids.take(given))
+
+    def finish(self, scope: Scope, note: dict[str, Any], endpoint: str, status: int) -> None:
+        """Count the request by endpoint, model, version and status; one INFO line."""
+        self.lifecycle.in_flight -= 1
+        seconds = time.monotonic() - note["arrived"]
+        model, version = note["model"], note["version"]
+        self.metrics.observe_request(endpoint, model, version, status, seconds)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s %s %d %.1fms model=%s version=%s request_id=%s", scope["method"],
+                scope["path"], status, seconds * 1000, model or "-", version or "-",
+                note["request_id"],
+            )
+
+
+class RequestLogMiddleware:
+    """RequestLog around every HTTP request that does not take the hot path."""
+
+    def __init__(self, app: ASGIApp, log: RequestLog) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        note = scope[SCOPE_KEY] = self.log.start(scope)
+        status = 500
+        id_header = (REQUEST_ID, note["request_id"].encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            self.log.finish(scope, note, getattr(route, "path", None) or "unmatched", status)

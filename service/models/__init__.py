@@ -1,0 +1,1 @@
+"""The model side: repository on disk, the registry of served versions, batching, the data plane."""

@@ -1,0 +1,250 @@
+"""What V1 and V2 share: server state, metadata, input checks and inference through the batcher.
+
+Like MLServer's handlers/dataplane.py: route modules parse and render, this module decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.models.batching import (
+    Arrival,
+    BatcherStoppedError,
+    BatchResult,
+    DeadlineExceededError,
+    QueueFullError,
+)
+from service.models.registry import ModelRegistry, Served
+from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
+from service.metrics import Metrics
+from service.protocol import InferenceRequest
+from service.models.repository import PIXELS, ModelVersion
+from service.settings import Settings
+
+SERVER_NAME = "mlp-serve"
+SERVER_VERSION = "0.1.0"
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+INPUT_NAME = "input"
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Server-wide state read by health checks, the request log and the SIGTERM handler."""
+
+    ready: bool = False
+    draining: bool = False
+    in_flight: int = 0
+
+
+# One integer max over the bits checks a whole float or int tensor against 0..255 (see below).
+UNSIGNED_LIMIT: dict[np.dtype[Any], tuple[np.dtype[Any], Any]] = {
+    np.dtype("<f4"): (np.dtype("<u4"), np.float32(255).view(np.uint32)),
+    np.dtype("<f8"): (np.dtype("<u8"), np.float64(255).view(np.uint64)),
+    np.dtype("<i8"): (np.dtype("<u8"), np.uint64(255)),
+}
+FLOAT32 = np.dtype("<f4")
+
+
+def _in_pixel_range(array: np.ndarray) -> bool:
+    """Whether every value is in 0..255 (NaN is not), with as few passes as possible.
+
+    float32/float64 (binary and JSON data) and int64 (JSON integers): one integer max over the
+    bits -- a non-negative float's bits grow with its value and NaN/inf lie above 255.0's, and a
+    negative value (-0.0 included) has its top bit set -- so in-range tensors pass at once and
+    anything else takes the exact check. Other dtypes: min() and max(); NaN makes them NaN,
+    which compares False.
+    """
+    fast = UNSIGNED_LIMIT.get(array.dtype)
+    if fast is not None and array.flags.c_contiguous and array.view(fast[0]).max() <= fast[1]:
+        return True
+    return bool(array.min() >= 0 and array.max() <= 255)
+
+
+def _as_float32(array: np.ndarray) -> np.ndarray:
+    """The pixels as C-contiguous, aligned float32: the array itself when it already is."""
+    flags = array.flags
+    if array.dtype == FLOAT32 and flags.c_contiguous and flags.aligned:
+        return array
+    return np.ascontiguousarray(array, dtype=FLOAT32)
+
+
+class DataPlane:
+    """Serve metadata and predictions for whatever the ModelRegistry currently holds."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings, metrics: Metrics,
+                 lifecycle: Lifecycle) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+
+    def server_metadata(self) -> dict[str, Any]:
+        """GET /v2 body."""
+        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+
+    def is_ready(self) -> bool:
+        """Ready = start-up finished and not shutting down."""
+        return self.lifecycle.ready and not self.lifecycle.draining
+
+    def model_metadata(self, name: str, version: int | None) -> dict[str, Any]:
+        """GET /v2/models/{name}[/versions/{v}] body."""
+        model = self.registry.get(name, version).model
+        tensors = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                   for t in model.outputs]
+        return {
+            "name": model.name,
+            "versions": [str(model.version)],
+            "platform": PLATFORM,
+            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                       for t in model.inputs],
+            "outputs": tensors,
+            "parameters": {"labels": list(model.labels), "sha256": model.sha256},
+        }
+
+    def model_config(self, name: str, version: int | None) -> dict[str, Any]:
+        """GET /v2/models/{name}/config: Triton's model configuration, for tritonclient."""
+        model = self.registry.get(name, version).model
+
+        def tensors(specs: tuple[Any, ...]) -> list[dict[str, Any]]:
+            return [{"name": t.name, "data_type": f"TYPE_{t.datatype}",
+                     "dims": list(t.shape[1:]) or [1]} for t in specs]
+
+        return {
+            "name": model.name,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": self.settings.max_rows_per_request,
+            "input": tensors(model.inputs),
+            "output": tensors(model.outputs),
+            "dynamic_batching": {"max_queue_delay_microseconds":
+                                 int(self.settings.max_queue_delay_ms * 1000),
+                                 "preferred_batch_size": [self.settings.max_batch_size]},
+            "version_policy": {"specific": {"versions": [model.version]}},
+        }
+
+    def rows(self, array: np.ndarray, field: str) -> np.ndarray:
+        """Check one tensor of raw pixels and return it as float32 [n, 784]."""
+        shape = list(array.shape)
+        if array.ndim != 2 or shape[1] != PIXELS:
+            raise InvalidInput(f"{field}: shape {shape} does not fit the model; expected "
+                               f"[N, {PIXELS}] (N rows of {PIXELS} raw pixel values)")
+        if shape[0] == 0:
+            raise InvalidInput(f"{field}: the batch is empty (shape {shape}); send at least "
+                               "one row")
+        limit = self.settings.max_rows_per_request
+        if shape[0] > limit:
+            raise InvalidInput(f"{field}: {shape[0]} rows in one request, over the limit of "
+                               f"{limit} (MLP_MAX_ROWS_PER_REQUEST); split the batch")
+        if not _in_pixel_range(array):
+            inside = (array >= 0) & (array <= 255)
+            row, column = np.argwhere(~inside)[0]
+            value = array[row, column].item()
+            problem = ("is not a finite number" if isinstance(value, float)
+                       and not np.isfinite(value) else "is outside 0..255")
+            raise InvalidInput(f"{field}: value {value!r} at row {row}, column {column} "
+                               f"{problem}; expected raw pixel values in 0..255")
+        return _as_float32(array)
+
+    def v2_rows(self, model: ModelVersion, tensors: dict[str, np.ndarray]) -> np.ndarray:
+        """The pixels of a V2 request: exactly one input, named as the model names it."""
+        unknown = sorted(set(tensors) - {INPUT_NAME})
+        if unknown:
+            raise InvalidInput(f"unknown input {unknown[0]!r}; model {model.name!r} has "
+                               f"inputs ['{INPUT_NAME}']")
+        if INPUT_NAME not in tensors:
+            raise InvalidInput(f"input '{INPUT_NAME}' is missing; model {model.name!r} needs "
+                               f"'{INPUT_NAME}' FP32 [N, {PIXELS}]")
+        return self.rows(tensors[INPUT_NAME], f"input '{INPUT_NAME}'")
+
+    def v2_outputs(self, model: ModelVersion, request: InferenceRequest) -> list[tuple[str, bool]]:
+        """(name, binary?) of each output to return; unknown names are refused before running."""
+        parameters = request.parameters or {}
+        binary_default = parameters.get("binary_data_output", False) is True
+        if not request.outputs:
+            return [(name, binary_default) for name in model.output_names]
+        chosen = []
+        for output in request.outputs:
+            if output.name not in model.output_names:
+                raise InvalidInput(f"unknown output {output.name!r}; model {model.name!r} has "
+                                   f"outputs {model.output_names}")
+            options = output.parameters or {}
+            if "classification" in options or any(k.startswith("shared_memory")
+                                                   for k in options):
+                raise InvalidInput(f"output {output.name!r}: only the binary_data parameter is "
+                                   "supported (no classification or shared memory)")
+            chosen.append((output.name, options.get("binary_data", binary_default) is True))
+        return chosen
+
+    def deadline(self, arrived: float, parameters: dict[str, Any] | None = None) -> float:
+        """monotonic() deadline counted from arrival (reading and decoding included): the
+        server's request timeout or the client's shorter one."""
+        timeout_s = self.settings.request_timeout_ms / 1000
+        client_us = (parameters or {}).get("timeout")  # tritonclient: microseconds
+        if isinstance(client_us, int) and not isinstance(client_us, bool) and client_us > 0:
+            timeout_s = min(timeout_s, client_us / 1e6)
+        return arrived + timeout_s
+
+    def check_deadline(self, deadline: float, arrived: float) -> None:
+        """504 now, rather than decode or queue a request whose answer would come too late."""
+        now = time.monotonic()
+        if now >= deadline:
+            raise DeadlineExceeded(str(DeadlineExceededError(now - arrived)))
+
+    def admit(self, name: str, version: int | None) -> tuple[Served, Arrival]:
+        """Take a new inference request: 503 once shutting down or when the model's queue is
+        already at its bound, 404 for unknown models; else the served version and the request's
+        Arrival, which the caller closes right before submitting (and on any error).
+
+        Called when the request arrives, before its body is read: so requests that arrived
+        before SIGTERM still finish, and refusing load costs next to nothing (a refusal after
+        reading and decoding costs as much as an answer, and the backlog then waits unbounded
+        in the socket buffers).
+        """
+        if self.lifecycle.draining:
+            raise ServiceUnavailable("server is shutting down; send the request to another "
+                                     "replica")
+        served = self.registry.get(name, version)
+        try:
+            return served, served.batcher.expect()
+        except QueueFullError as error:
+            raise ServiceUnavailable(str(error), error.retry_after_s) from None
+
+    async def infer_v2(
+        self, name: str, version: int | None, request: InferenceRequest,
+        tensors: dict[str, np.ndarray], arrived: float,
+    ) -> tuple[ModelVersion, list[tuple[str, np.ndarray, bool]]]:
+        """Run a decoded V2 request on the version served now; (model, [(output, array, binary?)]).
+
+        The lookup comes after the body was read (a swap may have drained the version seen on
+        arrival); from the lookup to the batcher's queue there is no await, so it cannot change.
+        """
+        served = self.registry.get(name, version)
+        rows = self.v2_rows(served.model, tensors)
+        chosen = self.v2_outputs(served.model, request)
+        result = await self.predict(served, rows, self.deadline(arrived, request.parameters),
+                                    arrived)
+        return served.model, [(out, result.outputs[out], binary) for out, binary in chosen]
+
+    async def predict(self, served: Served, rows: np.ndarray, deadline: float,
+                      arrived: float) -> BatchResult:
+        """Queue rows on the served version's batcher and map its errors to HTTP errors."""
+        self.check_deadline(deadline, arrived)
+        try:
+            result = await served.batcher.submit(rows, deadline=deadline)
+        except QueueFullError as error:
+            raise ServiceUnavailable(str(error), error.retry_after_s) from None
+        except DeadlineExceededError as error:
+            raise DeadlineExceeded(str(error)) from None
+        except BatcherStoppedError as error:
+            raise ServiceUnavailable(str(error)) from None
+        # Recorded once this task yields, i.e. after its answer is written: off the latency path.
+        asyncio.get_running_loop().call_soon(self.metrics.observe_rows, served.model.name,
+                                             served.model.version, len(rows),
+                                             result.queue_wait_s)
+        return result

@@ -1,0 +1,1 @@
+"""The process side: the `mlp-serve` command, the draining server and the `--workers` supervisor."""

@@ -1,0 +1,70 @@
+"""`mlp-serve`: Settings from MLP_* env and flags, then one draining server
+(service/run/server.py), or a supervisor of `--workers N` of them (service/run/supervisor.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from service.http.app import create_app
+from service.run.affinity import pin_to_cpu
+from service.run.server import STARTUP_FAILED_EXIT, DrainingServer, serve_config
+from service.run.supervisor import supervise
+from service.settings import Settings
+
+BAD_SETTINGS_EXIT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per Settings field (help = the field's docstring); only given flags override."""
+    parser = argparse.ArgumentParser(
+        prog="mlp-serve", argument_default=argparse.SUPPRESS,
+        description="Serve ONNX models over the Open Inference Protocol (V2) and KServe V1. "
+        "Every flag also reads from MLP_<NAME> in the environment; flags win.",
+    )
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=field.description)
+        else:
+            parser.add_argument(flag, dest=name, metavar=name.upper(), help=field.description)
+    parser.add_argument("--no-control", dest="control_enabled", action="store_false",
+                        help="same as --no-control-enabled: no model-control endpoints")
+    return parser
+
+
+def load_settings(argv: list[str] | None) -> Settings:
+    """Settings from the environment with the flags on top; exits with one line on a bad value."""
+    overrides: dict[str, Any] = vars(build_parser().parse_args(argv))
+    if "api_key" in overrides:
+        overrides["api_key"] = SecretStr(overrides["api_key"])
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        where = f" {field} (MLP_{field.upper()} / --{field.replace('_', '-')})" if field else ""
+        message = first["msg"].removeprefix("Value error, ")
+        print(f"mlp-serve: invalid setting{where}: {message}", file=sys.stderr)
+        raise SystemExit(BAD_SETTINGS_EXIT) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `mlp-serve` console script: one process, or a supervisor of
+    `--workers N` processes."""
+    settings = load_settings(argv)
+    if settings.workers > 1:
+        raise SystemExit(supervise(settings))
+    pin_to_cpu(0, settings)  # before create_app starts the model thread
+    app = create_app(settings)
+    server = DrainingServer(serve_config(app, settings), settings, app.state.lifecycle)
+    server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILED_EXIT)
+
+
+if __name__ == "__main__":
+    main()

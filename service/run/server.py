@@ -1,0 +1,102 @@
+"""The uvicorn server of `mlp-serve` (uvloop, httptools) with our SIGTERM handling: readiness
+false at once, in-flight work answered, exit 0 within the grace. One process runs one; with
+`--workers N` each worker runs one (service/run/supervisor.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from service.models.dataplane import Lifecycle
+from service.settings import Settings
+
+logger = logging.getLogger("mlp_serve")
+STARTUP_FAILED_EXIT = 1
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose SIGTERM first drains: 503 for new work, answer in-flight, exit 0."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings, lifecycle: Lifecycle) -> None:
+        super().__init__(config)
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.drain_started: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First SIGTERM/SIGINT starts draining; a second one exits at once."""
+        if self.drain_started is None:
+            self.drain_started = time.monotonic()
+            self.lifecycle.draining = True
+            logger.info("shutting down: not ready, finishing %d in-flight requests",
+                        self.lifecycle.in_flight)
+        else:
+            logger.warning("second signal: exiting now, cutting off %d in-flight requests",
+                           self.lifecycle.in_flight)
+            self.should_exit = self.force_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        """Stop listening once the delay passed and nothing is in flight (or the grace ended)."""
+        if self.drain_started is not None and not self.should_exit:
+            waited = time.monotonic() - self.drain_started
+            idle = self.lifecycle.in_flight == 0
+            grace = self.settings.shutdown_grace_s
+            if (idle and waited >= self.settings.shutdown_delay_s) or waited >= grace:
+                if not idle:
+                    logger.warning("shutdown grace of %.0f s is over: cutting off %d in-flight "
+                                   "requests", grace, self.lifecycle.in_flight)
+                # uvicorn's own wait for open connections gets what is left of the grace
+                # (it only hands the value to asyncio.wait_for, so a float is fine).
+                self.config.timeout_graceful_shutdown = max(0.1, grace - waited)  # type: ignore[assignment]
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+
+class _DropUvicornStartupFailure(logging.Filter):
+    """Our lifespan already printed the one clear line; drop uvicorn's generic echo of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Application startup failed")
+                    or (message.startswith("Traceback") and "StartupError" in message))
+
+
+class _DropCancelledRequests(logging.Filter):
+    """Requests cut off at a forced or overdue shutdown end in CancelledError, which uvicorn
+    logs as one traceback each; the one warning line above already says how many."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is asyncio.CancelledError:
+            return False
+        message = record.getMessage()
+        return not (message.startswith("Traceback")
+                    and message.rstrip().endswith("CancelledError"))
+
+
+def configure_logging(level: str) -> None:
+    """Plain one-line logs on stderr; uvicorn's chatter above warnings only (we log readiness)."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(_DropUvicornStartupFailure())
+    uvicorn_log.addFilter(_DropCancelledRequests())
+    uvicorn_log.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+
+
+def serve_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn's Config for `app` (uvloop, httptools, our lifespan and grace), then our logging
+    (after Config, which sets uvicorn's levels itself). Shared with the workers of --workers."""
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
+        timeout_keep_alive=settings.keep_alive_s, server_header=False,
+    )
+    configure_logging(settings.log_level)
+    return config

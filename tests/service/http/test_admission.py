@@ -1,0 +1,129 @@
+"""Admission on arrival, over real HTTP: a full queue refuses a request before its body is read,
+and the deadline counts from arrival, so a slow upload is refused without reaching the model."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.http.app import create_app
+from service.models.repository import ModelVersion
+from tests.service.conftest import MODEL, settings_for
+from tests.service.servers import serve_in_thread
+
+INFER = f"/v2/models/{MODEL}/infer"
+BODY = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
+                               "data": [0] * 784}]}).encode()
+
+
+class HeldModel:
+    """Wraps ModelVersion.run: counts calls, and holds the first one until released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._real = ModelVersion.run
+
+    def run(self, version: ModelVersion, rows: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls += 1
+        self.entered.set()
+        assert self.release.wait(20), "the test never released the model"
+        return self._real(version, rows)
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldModel]:
+    model = HeldModel()
+    monkeypatch.setattr(ModelVersion, "run", lambda self, rows: model.run(self, rows))
+    yield model
+    model.release.set()  # never leave the server's model thread blocked
+
+
+def send_head(port: int, length: int) -> socket.socket:
+    """Open a connection and send a request's headers only; the body may follow later."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {length}\r\n\r\n".encode())
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one HTTP/1.1 response with a Content-Length."""
+    data = b""
+    while True:
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"content-length: (\d+)", head, re.I)
+        if length and len(body) >= int(length.group(1)):
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+            return int(lines[0].split(" ", 2)[1]), headers, body
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a full response: {data!r}"
+        data += chunk
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.005)
+
+
+def test_full_queue_refuses_on_arrival_before_the_body_is_sent(repo: Path,
+                                                               held: HeldModel) -> None:
+    app = create_app(settings_for(repo, max_queue_rows=1, max_batch_size=1))
+    with serve_in_thread(app) as client:
+        port = client.base_url.port
+        assert port is not None
+        in_model = send_head(port, len(BODY))
+        in_model.sendall(BODY)
+        assert held.entered.wait(10)  # request 1 is in the model and holds it
+        queued = send_head(port, len(BODY))
+        queued.sendall(BODY)
+        batcher = app.state.registry.get(MODEL).batcher
+        wait_until(lambda: batcher.queue_rows == 1)  # request 2 fills the queue (bound 1)
+
+        refused = send_head(port, len(BODY))  # request 3: headers only, no body yet
+        status, headers, body = read_response(refused)
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert json.loads(body) == {"error": "server busy: 1 rows are queued, at the limit of 1; "
+                                             "retry after 1 s"}
+
+        held.release.set()
+        answers = [read_response(sock) for sock in (in_model, queued)]
+        for sock in (in_model, queued, refused):
+            sock.close()
+    assert [status for status, _, _ in answers] == [200, 200]
+    assert held.calls == 2  # the refused request never reached the model
+
+
+def test_deadline_counts_from_arrival_so_a_slow_upload_gets_504_without_a_model_call(
+    repo: Path, held: HeldModel
+) -> None:
+    held.release.set()
+    app = create_app(settings_for(repo, request_timeout_ms=300))
+    with serve_in_thread(app) as client:
+        port = client.base_url.port
+        assert port is not None
+        slow = send_head(port, len(BODY))
+        time.sleep(0.5)  # the upload alone outlasts the 300 ms deadline
+        slow.sendall(BODY)
+        status, _, body = read_response(slow)
+        slow.close()
+        in_time = client.post(INFER, content=BODY)
+    assert status == 504
+    waited = re.fullmatch(r"request timed out after (\d+) ms waiting for the model; retry later "
+                          r"or send fewer rows", json.loads(body)["error"])
+    assert waited is not None and int(waited.group(1)) >= 450
+    assert in_time.status_code == 200
+    assert held.calls == 1  # only the request that arrived in time reached the model
