@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
+from service.metrics import Metrics
 from service.models.batching import (
     Arrival,
     BatcherStoppedError,
@@ -20,10 +22,8 @@ from service.models.batching import (
     QueueFullError,
 )
 from service.models.registry import ModelRegistry, Served
-from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
-from service.metrics import Metrics
-from service.protocol import InferenceRequest
 from service.models.repository import PIXELS, ModelVersion
+from service.protocol import InferenceRequest
 from service.settings import Settings
 
 SERVER_NAME = "mlp-serve"

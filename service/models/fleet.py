@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Literal, Protocol
 
-from service.models.registry import Changed, ModelRegistry
 from service.errors import ServiceError, ServiceUnavailable
+from service.models.registry import Changed, ModelRegistry
 
 logger = logging.getLogger("mlp_serve")
 COMMAND_TIMEOUT_S = 120.0  # longest the supervisor waits for one worker to apply a command

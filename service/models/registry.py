@@ -14,9 +14,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.models.batching import DynamicBatcher
 from service.errors import ModelNotFound
 from service.metrics import Metrics
+from service.models.batching import DynamicBatcher
 from service.models.repository import ModelRepository, ModelVersion, check_name
 from service.settings import Settings
 

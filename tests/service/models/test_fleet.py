@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.models.registry import Changed, ModelRegistry
 from service.errors import ServiceError, ServiceUnavailable
+from service.metrics import Metrics
 from service.models.fleet import (
     Applied,
     Apply,
@@ -23,7 +23,7 @@ from service.models.fleet import (
     Submit,
     verdict,
 )
-from service.metrics import Metrics
+from service.models.registry import Changed, ModelRegistry
 from service.models.repository import ModelRepository
 from tests.service.conftest import MODEL, settings_for
 
