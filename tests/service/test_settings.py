@@ -101,7 +101,9 @@ def test_only_settings_reads_the_environment() -> None:
     uses = {path.relative_to(service).as_posix():
             re.findall(r"os\.environ\S*|getenv\(", path.read_text())
             for path in service.rglob("*.py")}
-    assert {name for name, found in uses.items() if found} <= {"settings.py",
+    assert {name for name, found in uses.items() if found} <= {"settings.py", "__init__.py",
                                                               "run/supervisor.py"}
-    # The supervisor only writes prometheus_client's variable for its workers, never reads.
+    # The supervisor only writes prometheus_client's variable for its workers, never reads;
+    # the package only defaults onnxruntime's telemetry switch to off, before its import.
     assert uses["run/supervisor.py"] == ["os.environ[MULTIPROC_ENV]"]
+    assert uses["__init__.py"] == ['os.environ.setdefault("ORT_DISABLE_TELEMETRY",']

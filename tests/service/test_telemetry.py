@@ -29,7 +29,7 @@ def clean_env(home: Path) -> dict[str, str]:
 
 def test_bare_onnxruntime_writes_telemetry_but_our_packages_do_not(tmp_path: Path) -> None:
     for name, code in [("bare", "import onnxruntime"),
-                       ("service", "import service.repository"),
+                       ("service", "import service.models.repository"),
                        ("training", "import training.evaluate")]:
         home = tmp_path / name
         home.mkdir()
