@@ -10,8 +10,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from training.config import ConfigError, describe_keys, load_config
 from training.dependencies import missing_message, missing_modules
 from training.sweep.cli import add_sweep_parser, run_sweep
 
@@ -20,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlp-train", description="Train, export and publish MLP classifiers on 28x28 images."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
@@ -28,10 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
         "parity with onnxruntime, publish as the next version. "
         "Example: mlp-train train --config training/configs/fashion-mnist.toml l2=1e-4 "
         "hidden_sizes=[512,256]",
+        epilog="config keys (key=value overrides; a preset sets many of them, "
+        "--print-config shows the values a run would use):\n" + describe_keys(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", type=Path, default=None,
                        help="TOML preset (default: training/configs/mnist-5k.toml)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the config the preset and overrides give (every key, with its "
+                       "default and meaning, as TOML) and exit without training")
     publishing = train.add_mutually_exclusive_group()
     publishing.add_argument("--no-publish", action="store_true",
                             help="train, export and verify, but leave the repository untouched")
@@ -56,8 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    """The installed mlp-serve version (both commands report the same)."""
+    try:
+        return version("mlp-serve")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def print_config(args: argparse.Namespace) -> int:
+    """--print-config: needs no torch, so it works in any install."""
+    try:
+        print(describe_keys(load_config(args.config, args.overrides).model_dump()))
+    except ConfigError as error:
+        print(f"mlp-train train: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> None:
-    from training.config import load_config
     from training.publish import published_versions
 
     config = load_config(args.config, args.overrides)
@@ -101,7 +127,6 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """Imported on use: --help stays fast without loading torch."""
-    from training.config import ConfigError
     from training.data import DataError
     from training.evaluate import ModelFileError
     from training.export import ExportError
@@ -118,6 +143,8 @@ def expected_errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "evaluate": run_evaluate}
+    if args.command == "train" and args.print_config:
+        return print_config(args)
     missing = missing_modules()
     if missing:  # every command needs torch; say so before anything tries to import it
         print(f"mlp-train {args.command}: error: {missing_message(missing)}", file=sys.stderr)

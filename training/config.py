@@ -3,8 +3,9 @@
 Every field is saved into the model card, so a published model says exactly how it was made.
 """
 
+import difflib
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,7 @@ class ConfigError(Exception):
 class TrainConfig(BaseModel):
     """Everything one training run needs. Unknown keys are errors, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     # what and where
     name: str = Field("mnist-mlp", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -46,6 +47,7 @@ class TrainConfig(BaseModel):
     hidden_sizes: list[PositiveInt] = [256]
     """Units per hidden layer; [] is softmax regression."""
     activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
+    """Nonlinearity after each hidden layer."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout after each hidden activation."""
     input_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -57,18 +59,23 @@ class TrainConfig(BaseModel):
 
     # optimization
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """adam, adamw (decoupled weight_decay) or sgd (with momentum)."""
     learning_rate: float = Field(1e-3, gt=0.0)
+    """Step size of the optimizer (the schedule's starting value)."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     """SGD only."""
     weight_decay: NonNegativeFloat = 0.0
     """Decoupled weight decay, AdamW only (the L2 penalty below works with every optimizer)."""
     batch_size: PositiveInt = 128
+    """Training rows per optimizer step."""
     epochs: PositiveInt = 20
+    """Upper bound on epochs; early stopping may end sooner."""
     lr_schedule: Literal["none", "cosine", "step"] = "none"
     """Per-epoch learning rate schedule; cosine decays to 0 at the last epoch."""
     lr_step_epochs: PositiveInt = 10
     """Step schedule: multiply the rate by lr_step_gamma every this many epochs."""
     lr_step_gamma: float = Field(0.1, gt=0.0, le=1.0)
+    """Step schedule: the factor applied every lr_step_epochs."""
 
     # regularization
     l1: NonNegativeFloat = 0.0
@@ -76,7 +83,9 @@ class TrainConfig(BaseModel):
     l2: NonNegativeFloat = 0.0
     """L2 penalty coefficient on weights (never biases): l2 * sum w^2."""
     early_stopping: bool = True
+    """Stop when the monitored validation metric stops improving (see patience)."""
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    """Validation metric that early stopping and restore_best watch."""
     patience: PositiveInt = 5
     """Epochs without improvement before stopping."""
     min_delta: NonNegativeFloat = 0.0
@@ -138,26 +147,74 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
 
 
 def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a TOML preset (default mnist-5k), apply overrides, validate the result."""
+    """Read a TOML preset (default mnist-5k), apply overrides, validate the result.
+
+    Errors name where each bad key came from: the preset file or the command-line override.
+    """
     path = DEFAULT_PRESET if path is None else Path(path)
     values = read_toml(path, "config file", ConfigError)
+    origins = dict.fromkeys(values, str(path))
     for text in overrides:
         key, value = parse_override(text)
         values[key] = value
-    return validate_config(values, source=str(path))
+        origins[key] = f"command line '{text}'"
+    source = f"{path} + command line" if overrides else str(path)
+    return validate_config(values, source=source, origins=origins)
 
 
-def validate_config(values: dict[str, object], *, source: str = "config") -> TrainConfig:
-    """Build a TrainConfig; the one error message names every bad key and why."""
+def validate_config(
+    values: dict[str, object], *, source: str = "config", origins: Mapping[str, str] | None = None
+) -> TrainConfig:
+    """Build a TrainConfig; the one error message names every bad key, where it came from
+    (`origins`: key -> file or override; `source` for the rest) and why."""
     try:
         return TrainConfig.model_validate(values)
     except ValidationError as error:
-        problems = "; ".join(_describe(e) for e in error.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError("; ".join(_describe(e, origins or {}, source) for e in error.errors())
+                          ) from None
 
 
-def _describe(error: ErrorDetails) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "config"
+def closest_key(key: str) -> str | None:
+    """The valid key a typo most likely meant, if any is close."""
+    matches = difflib.get_close_matches(key, list(TrainConfig.model_fields), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _describe(error: ErrorDetails, origins: Mapping[str, str], source: str) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if not key:  # a combination of keys (a model validator): the values are in the message
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{source}: {message}"
+    origin = origins.get(str(error["loc"][0]), source)
     if error["type"] == "extra_forbidden":
-        return f"unknown key '{key}' (see training/config.py for the valid keys)"
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+        guess = closest_key(key)
+        hint = f"; did you mean '{guess}'?" if guess else ""
+        return f"{origin}: unknown key '{key}'{hint} (mlp-train train --help lists every key)"
+    return f"{origin}: {key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def describe_keys(values: Mapping[str, object] | None = None) -> str:
+    """Every key as a TOML line commented with its default and meaning: the values of a resolved
+    config (`mlp-train train --print-config`, itself a valid preset) or the defaults (--help)."""
+    lines = []
+    for key, field in TrainConfig.model_fields.items():
+        value = field.default if values is None else values[key]
+        meaning = " ".join((field.description or "").split("\n\n")[0].split())
+        if values is not None and value != field.default:
+            meaning = f"default {_toml(field.default)}; {meaning}"
+        line = f"{key} = {_toml(value)}" if value is not None else f"# {key} = (not set)"
+        lines.append(f"{line}  # {meaning}")
+    return "\n".join(lines)
+
+
+def _toml(value: object) -> str:
+    """A value as TOML writes it (the config's types: str, Path, bool, number, list; None)."""
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)

@@ -51,7 +51,8 @@ def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("mlp-train train: error: ")
-    assert line.endswith("mnist-5k.toml: hidden_sizes.0: Input should be greater than 0 (got 0)")
+    assert line.endswith("command line 'hidden_sizes=[0]': hidden_sizes.0: Input should be greater "
+                         "than 0 (got 0)")
 
 
 def tiny_npz(folder: Path, n_train: int, n_test: int) -> Path:
