@@ -25,6 +25,7 @@ def build_card(
     fit_result: FitResult,
     metrics: dict[str, object],
     parity: Parity,
+    provenance: dict[str, object],
 ) -> dict[str, object]:
     """The card as a JSON-ready dict (schema_version 1)."""
     classes = len(dataset.class_names)
@@ -58,6 +59,7 @@ def build_card(
         },
         "metrics": metrics,
         "parity": asdict(parity),
+        "provenance": provenance,
     }
 
 

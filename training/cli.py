@@ -8,6 +8,7 @@ without torch (the service image) gets a one-line error instead of a traceback.
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -95,7 +96,8 @@ def run_train(args: argparse.Namespace) -> None:
             return
     from training.pipeline import train_and_publish  # torch: only once training will happen
 
-    result = train_and_publish(config, quiet=args.quiet, publish=not args.no_publish)
+    result = train_and_publish(config, quiet=args.quiet, publish=not args.no_publish,
+                               command=args.command_line)
     fit = result.fit
     stop = f"stopped early, best epoch {fit.best_epoch}" if fit.stopped_early else (
         f"best epoch {fit.best_epoch}")
@@ -141,7 +143,9 @@ def expected_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["mlp-train", *argv])  # recorded in the model card
     handlers = {"train": run_train, "evaluate": run_evaluate}
     if args.command == "train" and args.print_config:
         return print_config(args)

@@ -2,13 +2,15 @@
 
 Stable API (the sweep feature depends on it):
 
-    train_and_publish(config, *, quiet=False, publish=True, dataset=None) -> RunResult
+    train_and_publish(config, *, quiet=False, publish=True, dataset=None, command=None)
+        -> RunResult
 
 - `quiet`: no progress bars.
 - `publish`: False trains, evaluates, exports and checks parity but writes the ONNX only into
   the run folder (metadata version "0"), leaving the repository untouched. True publishes only
   a model that passes the quality gate (training/gate.py).
 - `dataset`: an already loaded `Dataset` (a sweep loads it once); None loads `config.data`.
+- `command`: the command line that asked for this run, recorded in the card's provenance.
 Raises DataError, TrainingError, ExportError, QualityGateError or PublishError with a
 user-facing message.
 """
@@ -29,8 +31,9 @@ from training.export import Parity, check_parity, stamp_version, to_onnx
 from training.fit import FitResult, fit
 from training.gate import check_before_publishing
 from training.model import MLP, MLPConfig
+from training.provenance import provenance
 from training.publish import publish as publish_version
-from training.report import plot_confusion_matrix, plot_learning_curves, save_history
+from training.report import plot_confusion_matrix, plot_learning_curves, run_title, save_history
 from training.seeding import seed_everything
 
 
@@ -83,6 +86,7 @@ def train_and_publish(
     quiet: bool = False,
     publish: bool = True,
     dataset: Dataset | None = None,
+    command: str | None = None,
 ) -> RunResult:
     """Train `config` end to end; see the module docstring for the contract."""
     if config.threads:
@@ -107,16 +111,19 @@ def train_and_publish(
 
     run_dir = make_run_dir(config)
     save_history(fit_result, config.monitor, run_dir / "history.json")
-    plot_learning_curves(fit_result, run_dir / "learning_curves.png")
-    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), labels,
+    title = run_title(config, float(metrics["test_accuracy"]), run_dir)  # type: ignore[arg-type]
+    plot_learning_curves(fit_result, title, run_dir / "learning_curves.png")
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), labels, title,
                           run_dir / "confusion_matrix.png")
     splits = {"train": len(x_train), "validation": len(x_val), "test": len(dataset.x_test)}
+    origin = provenance(config, command)
 
     def build_files(version: int) -> dict[str, bytes]:
         onnx_bytes = stamp_version(proto, version)
         card = build_card(
             config=config, version=version, onnx_bytes=onnx_bytes, model=model, dataset=dataset,
             splits=splits, fit_result=fit_result, metrics=metrics, parity=parity,
+            provenance=origin,
         )
         return {"model.onnx": onnx_bytes, "model.json": card_bytes(card)}
 

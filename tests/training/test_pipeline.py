@@ -2,17 +2,23 @@
 
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from tests.training.synthetic import fast_config, make_dataset, single_thread  # noqa: F401
+from training.cli import main
 from training.data import Dataset
 from training.evaluate import evaluate_published
+from training.fit import CPUINFO, cpu_has_native_bf16
 from training.pipeline import RunResult, train_and_publish
+from training.report import normalize_rows, run_title
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -26,7 +32,7 @@ def data() -> Dataset:
 def run(data: Dataset, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     tmp = tmp_path_factory.mktemp("pipeline")
     config = fast_config(tmp, epochs=6, standardize=True, l2=1e-4, dropout=0.1)
-    return train_and_publish(config, quiet=True, dataset=data)
+    return train_and_publish(config, quiet=True, dataset=data, command="mlp-train train l2=1e-4")
 
 
 def test_publishes_version_one_with_both_files(run: RunResult) -> None:
@@ -63,6 +69,38 @@ def test_model_card_follows_the_contract(run: RunResult, data: Dataset) -> None:
     assert card["parity"]["max_abs_diff"] <= 1e-5
 
 
+def test_model_card_records_provenance(run: RunResult) -> None:
+    assert run.published_dir is not None
+    origin = json.loads((run.published_dir / "model.json").read_text())["provenance"]
+    assert origin["command"] == "mlp-train train l2=1e-4"
+    assert (origin["torch"], origin["onnx"], origin["onnxruntime"]) == (
+        torch.__version__, onnx.__version__, ort.__version__)
+    assert origin["cpu"]["bf16_autocast"] is False and origin["cpu"]["flush_denormal"] is True
+    assert origin["cpu"]["native_bf16"] == cpu_has_native_bf16(CPUINFO)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                          capture_output=True, text=True, check=False)
+    if shutil.which("git") and head.returncode == 0:  # a checkout (CI clones one)
+        assert origin["git_commit"] == head.stdout.strip()
+        assert isinstance(origin["git_dirty"], bool)
+    else:
+        assert origin["git_commit"] is None
+
+
+def test_cli_records_the_exact_command(data: Dataset, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "data.npz"
+    np.savez(source, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+             y_test=data.y_test)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--quiet", "name=tiny", f"data={source}", "hidden_sizes=[16]", "epochs=4",
+            "min_test_accuracy=0", "threads=1", "runs_dir=my runs"]
+    assert main(argv) == 0
+    card = json.loads(Path("models/tiny/1/model.json").read_text())
+    assert card["provenance"]["command"] == (
+        f"mlp-train train --quiet name=tiny data={source} 'hidden_sizes=[16]' epochs=4 "
+        "min_test_accuracy=0 threads=1 'runs_dir=my runs'")
+
+
 def test_onnx_metadata_carries_the_published_version(run: RunResult) -> None:
     props = {p.key: p.value for p in onnx.load(str(run.onnx_path)).metadata_props}
     assert (props["name"], props["version"]) == ("tiny", "1")
@@ -74,6 +112,17 @@ def test_run_folder_has_history_and_plots(run: RunResult) -> None:
     assert history["epochs"] == run.history and history["best_epoch"] == run.fit.best_epoch
     for name in ("learning_curves.png", "confusion_matrix.png"):
         assert (run.run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_are_titled_with_model_data_accuracy_and_run(run: RunResult) -> None:
+    title = run_title(run.config, run.test_accuracy, run.run_dir)
+    assert title == (f"tiny on synthetic, test accuracy {run.test_accuracy:.4f}, "
+                     f"run {run.run_dir.name}")
+
+
+def test_normalized_confusion_rows_are_shares_of_each_true_class() -> None:
+    counts = np.array([[8, 2, 0], [1, 3, 0], [0, 0, 0]])
+    assert normalize_rows(counts).tolist() == [[0.8, 0.2, 0.0], [0.25, 0.75, 0.0], [0, 0, 0]]
 
 
 def test_onnxruntime_evaluation_matches_the_card(run: RunResult, data: Dataset) -> None:

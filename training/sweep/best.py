@@ -16,11 +16,14 @@ from training.data import load_dataset, split_validation
 from training.export import stamp_version
 from training.gate import check_before_publishing
 from training.pipeline import train_and_publish
+from training.provenance import provenance
 from training.publish import publish
 from training.sweep.record import TrialRecord
 
 
-def publish_best(record: TrialRecord, *, sweep_id: str, threads: int, quiet: bool) -> Path:
+def publish_best(
+    record: TrialRecord, *, sweep_id: str, threads: int, quiet: bool, command: str | None = None
+) -> Path:
     """Re-train `record`'s config with `threads` torch threads and publish it; return the folder."""
     if record.config is None:
         raise ValueError(f"trial {record.trial_id} has no config (status {record.status})")
@@ -39,7 +42,7 @@ def publish_best(record: TrialRecord, *, sweep_id: str, threads: int, quiet: boo
         card = build_card(
             config=config, version=version, onnx_bytes=onnx_bytes, model=run.model,
             dataset=dataset, splits=splits, fit_result=run.fit, metrics=run.metrics,
-            parity=run.parity,
+            parity=run.parity, provenance=provenance(config, command),
         )
         card["sweep_id"] = sweep_id
         card["trial_id"] = record.trial_id

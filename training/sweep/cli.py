@@ -176,16 +176,18 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(f"best: {best.trial_id} val {best.val_accuracy:.4f} test {best.test_accuracy:.4f} "
           f"{best.overrides}")
     if args.publish_best:
-        return publish(best, sweep.sweep_id, quiet=args.quiet)
+        return publish(best, sweep.sweep_id, quiet=args.quiet,
+                       command=getattr(args, "command_line", None))
     return 0
 
 
-def publish(best: "TrialRecord", identity: str, *, quiet: bool) -> int:
+def publish(best: "TrialRecord", identity: str, *, quiet: bool, command: str | None) -> int:
     """Publish with every core's threads: the sweep's workers are done by now."""
     from training.sweep.best import publish_best
 
     try:
-        folder = publish_best(best, sweep_id=identity, threads=cores(), quiet=quiet)
+        folder = publish_best(best, sweep_id=identity, threads=cores(), quiet=quiet,
+                              command=command)
     except Exception as error:  # DataError, TrainingError, ExportError, PublishError, OSError
         return fail(f"publishing trial {best.trial_id}: {error}")
     print(f"published {folder}")
