@@ -54,6 +54,8 @@ class TrainConfig(BaseModel):
     """Dropout on the (preprocessed) pixels: randomly blanks input pixels while training."""
     augment_shift: int = Field(0, ge=0, le=4)
     """Training only: shift each batch's 28x28 images by up to this many pixels (0 = off)."""
+    augment_flip: bool = False
+    """Training only: mirror a random half of each batch left-right (clothing, not digits)."""
     standardize: bool = False
     """Center by the train pixel mean and divide by its std (in the model); else scale to 0..1."""
 

@@ -134,6 +134,17 @@ def divergence_message(train_loss: float, epoch: int, classes: int, config: Trai
     )
 
 
+def flip_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of a batch of flattened 28x28 images left-right.
+
+    A shirt mirrored is still a shirt (unlike a 2 or a 7), so for clothing this doubles the
+    distinct images the model sees at the cost of one copy of the batch.
+    """
+    mirrored = torch.rand(len(x), generator=generator) < 0.5
+    images = x.view(-1, 28, 28)
+    return torch.where(mirrored[:, None, None], images.flip(2), images).reshape(len(x), -1)
+
+
 def is_improvement(value: float, best: float, config: TrainConfig) -> bool:
     if config.monitor == "val_loss":
         return value < best - config.min_delta
@@ -158,6 +169,10 @@ def fit(
     history are running means over the epoch's batches (with dropout on), as Keras reports them.
     """
     warn_if_bf16_is_emulated(config)
+    # Weights decaying toward 0 become denormal floats, which the CPU handles ~100x slower:
+    # a Fashion run's epochs crept from 1.6 s to 2.5 s. Flushing them to 0 changes no result
+    # we measured (identical weights) and is process-wide, as torch offers it.
+    torch.set_flush_denormal(True)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     batches = math.ceil(len(x_train) / config.batch_size)
@@ -177,6 +192,8 @@ def fit(
             xb, yb = x_train[index].float(), y_train[index]
             if config.augment_shift:
                 xb = shift_images(xb, config.augment_shift, generator)
+            if config.augment_flip:
+                xb = flip_images(xb, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 logits = model(xb)
             data_loss = F.cross_entropy(logits.float(), yb)

@@ -17,6 +17,7 @@ from training.fit import (
     cpu_has_native_bf16,
     evaluate,
     fit,
+    flip_images,
     shift_images,
 )
 from training.pipeline import build_model
@@ -195,3 +196,13 @@ def test_bf16_on_a_cpu_without_it_warns_at_training_start(
     expected = ("bf16=true but this CPU has no native bf16 (avx512_bf16/amx); training may be "
                 "slower than fp32; set bf16=false")
     assert [r.getMessage() for r in caplog.records] == ([expected] if warned else [])
+
+
+def test_flip_mirrors_about_half_the_images_left_right() -> None:
+    images = torch.arange(64 * 784, dtype=torch.float32).reshape(64, 784)
+    flipped = flip_images(images, torch.Generator().manual_seed(0))
+    mirrored = images.view(-1, 28, 28).flip(2).reshape(64, 784)
+    same = (flipped == images).all(1)
+    mirror = (flipped == mirrored).all(1)
+    assert bool((same ^ mirror).all())  # every row is one or the other
+    assert 16 < int(mirror.sum()) < 48
