@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # curl, openssl: the README's examples (tests/e2e/test_readme.py).
 SYSTEM_PACKAGES := dataset-fashion-mnist debootstrap prometheus curl openssl
 
-.PHONY: install system-packages fashion-data demo test lint typecheck train serve bench reliability clean
+.PHONY: install system-packages fashion-data demo test lint typecheck grpc-code train serve bench reliability clean
 
 # torch: the CPU build everywhere, at the exact version pyproject.toml pins. PyPI's Linux torch is
 # the CUDA build (several GB of nvidia-* wheels); PyTorch's CPU index serves the same version as
@@ -46,6 +46,8 @@ lint: install                      ## ruff
 	$(BIN)/ruff check .
 typecheck: install                 ## mypy on training/ and service/
 	$(BIN)/mypy
+grpc-code: install                 ## regenerate service/grpc/grpc_service_pb2.py(i) from the .proto (grpcio-tools)
+	$(BIN)/python -m service.grpc.generate
 train: install                     ## train with a preset: make train CONFIG=training/configs/fashion-mnist.toml
 	$(BIN)/mlp-train train --config $(or $(CONFIG),training/configs/mnist-5k.toml)
 serve: $(VENV)/.demo               ## serve models/ (model control on only when MLP_API_KEY is set)
