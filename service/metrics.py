@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,11 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.process_metrics import FleetProcessCollector, build_labels
+from service.statistics import Statistics
 
 # `*_created` series double the scrape and no dashboard or alert reads them.
 prometheus_client.disable_created_metrics()
@@ -49,14 +51,15 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("mlp_requests_total", "HTTP requests by route, model and status",
-                                ["endpoint", "model", "version", "status"], registry=r)
+        self.requests = Counter("mlp_requests_total", "Requests by protocol (http, grpc), route "
+                                "or RPC, model and status", ["protocol", "endpoint", "model",
+                                                             "version", "status"], registry=r)
         # `status` too, so fast errors (a 503 in microseconds) cannot hide slow successes.
         self.latency = Histogram("mlp_request_duration_seconds",
                                  "Time from request start to response end",
-                                 ["endpoint", "model", "status"], buckets=LATENCY_BUCKETS,
-                                 registry=r)
-        self.in_flight = Gauge("mlp_requests_in_flight", "HTTP requests being handled",
+                                 ["protocol", "endpoint", "model", "status"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("mlp_requests_in_flight", "HTTP and gRPC requests being handled",
                                multiprocess_mode="livesum", registry=r)
         self.queue_wait = Histogram("mlp_queue_wait_seconds",
                                     "Time a request waited in the batcher before its model call",
@@ -81,12 +84,14 @@ class Metrics:
         # CPU seconds, resident memory, open fds: of this process, or summed over the workers.
         if multiprocess_dir is None:
             ProcessCollector(registry=r)
+        self.statistics = Statistics(r)
         # Multiprocess mode: what refresh_gauges() reads and writes.
         self._in_flight_reading: Callable[[], float] | None = None
         self._queue_readings: dict[str, tuple[Any, Callable[[], float]]] = {}
 
         # labels() validates and locks on every call; the hot path reuses the children instead.
-        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, str, int | str, str],
+                                     tuple[Any, Any]] = {}
         self._model_children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def track_in_flight(self, in_flight: Callable[[], float]) -> None:
@@ -97,14 +102,15 @@ class Metrics:
         else:
             self._in_flight_reading = in_flight
 
-    def observe_request(self, endpoint: str, model: str, version: str, status: int,
-                        seconds: float) -> None:
-        """Count one HTTP request and its duration (label children cached per combination)."""
-        key = (endpoint, model, version, status)
+    def observe_request(self, endpoint: str, model: str, version: str, status: int | str,
+                        seconds: float, protocol: str = "http") -> None:
+        """Count one request and its duration (label children cached per combination); gRPC
+        statuses are code names (OK, INVALID_ARGUMENT, ...)."""
+        key = (endpoint, model, version, status, protocol)
         children = self._request_children.get(key)
         if children is None:
-            children = (self.requests.labels(endpoint, model, version, str(status)),
-                        self.latency.labels(endpoint, model, str(status)))
+            children = (self.requests.labels(protocol, endpoint, model, version, str(status)),
+                        self.latency.labels(protocol, endpoint, model, str(status)))
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
@@ -145,7 +151,9 @@ class Metrics:
             self._queue_readings.pop(name)[0].set(0)
 
     def refresh_gauges(self) -> None:
-        """Multiprocess mode: write this worker's in-flight count and queue depths now."""
+        """Multiprocess mode: write this worker's in-flight count, queue depths and inference
+        statistics now."""
+        self.statistics.flush()
         if self._in_flight_reading is not None:
             self.in_flight.set(self._in_flight_reading())
         for child, reading in self._queue_readings.values():
@@ -158,23 +166,36 @@ class Metrics:
             self.refresh_gauges()
             await asyncio.sleep(GAUGE_REFRESH_S)
 
-    def batch_recorder(self, name: str) -> Callable[[int, float], None]:
+    def batch_recorder(self, name: str, version: int) -> Callable[[int, float], None]:
         """Callback for the batcher: one observation per model call."""
         rows, compute = self.batch_rows.labels(name), self.compute.labels(name)
+        statistics = self.statistics
 
         def record(batch_rows: int, compute_s: float) -> None:
             rows.observe(batch_rows)
             compute.observe(compute_s)
+            statistics.batch(name, version, batch_rows, compute_s)
 
         return record
 
     def render(self) -> bytes:
         """Prometheus text format: this registry, or every worker's files in multiprocess mode
         (this worker's gauges refreshed first, so they are exact)."""
+        return generate_latest(self._current())
+
+    def families(self) -> Iterable[Metric]:
+        """Every metric family now (this process's, or the whole fleet's), for the statistics
+        extension."""
+        return self._current().collect()
+
+    def _current(self) -> CollectorRegistry:
+        """This registry, or in multiprocess mode one that adds up every worker's files; this
+        process's statistics flushed (and gauges refreshed) first, so they are exact."""
         if self.multiprocess_dir is None:
-            return generate_latest(self.registry)
+            self.statistics.flush()
+            return self.registry
         self.refresh_gauges()
         fleet = CollectorRegistry()
         MultiProcessCollector(fleet, path=str(self.multiprocess_dir))
         fleet.register(FleetProcessCollector(self.multiprocess_dir))
-        return generate_latest(fleet)
+        return fleet

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from service.errors import ServiceError, StartupError, describe_validation_errors
-from service.http import control, ops, v1, v2
+from service.http import control, ops, stats, v1, v2
 from service.http.call import Reply, json_response
 from service.http.fastpath import INTERNAL_ERROR, HotPath, HotRoute, hot_routes
 from service.http.requestlog import RequestLog, RequestLogMiddleware
@@ -112,7 +112,7 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
                      telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
     app.state.registry, app.state.dataplane, app.state.control = registry, dataplane, model_control
-    for router in (v2.router, v1.router, ops.router):
+    for router in (stats.router, v2.router, v1.router, ops.router):
         app.include_router(router)
     if settings.control_enabled:
         app.include_router(control.router)
@@ -155,7 +155,8 @@ def ready_message(settings: Settings, names: list[str], workers: str = "") -> st
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     url = f"http://{host}:{settings.port}/v1/models/{names[0]}:predict"
     serving = f"{workers} serving" if workers else "serving"
-    return (f"ready: {serving} {', '.join(names)} on http://{settings.host}:{settings.port}; try:"
+    return (f"ready: {serving} {', '.join(names)} on http://{settings.host}:{settings.port} "
+            f"and gRPC {settings.host}:{settings.grpc_port}; try:"
             f" curl -s {url} -d \"{{\\\"instances\\\": [[$(printf '0,%.0s' $(seq 783))0]]}}\"")
 
 

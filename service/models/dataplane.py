@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from service import statistics
 from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
 from service.metrics import Metrics
 from service.models.batching import (
@@ -29,7 +30,7 @@ from service.settings import Settings
 SERVER_NAME = "mlp-serve"
 SERVER_VERSION = "0.1.0"
 PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 INPUT_NAME = "input"
 
 
@@ -235,16 +236,34 @@ class DataPlane:
                       arrived: float) -> BatchResult:
         """Queue rows on the served version's batcher and map its errors to HTTP errors."""
         self.check_deadline(deadline, arrived)
+        name, version = served.model.name, served.model.version
+        submitted = time.monotonic()
         try:
             result = await served.batcher.submit(rows, deadline=deadline)
         except QueueFullError as error:
+            self.metrics.statistics.failure(name, version, arrived)
             raise ServiceUnavailable(str(error), error.retry_after_s) from None
         except DeadlineExceededError as error:
+            self.metrics.statistics.failure(name, version, arrived)
             raise DeadlineExceeded(str(error)) from None
         except BatcherStoppedError as error:
+            self.metrics.statistics.failure(name, version, arrived)
             raise ServiceUnavailable(str(error)) from None
-        # Recorded once this task yields, i.e. after its answer is written: off the latency path.
-        asyncio.get_running_loop().call_soon(self.metrics.observe_rows, served.model.name,
-                                             served.model.version, len(rows),
-                                             result.queue_wait_s)
+        except Exception:
+            self.metrics.statistics.failure(name, version, arrived)
+            raise
+        # Recorded once this task yields, i.e. after its answer is written: off the latency path
+        # (and so the statistics' compute_output spans the encoding of the answer).
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self.metrics.observe_rows, name, version, len(rows), result.queue_wait_s)
+        loop.call_soon(self.metrics.statistics.success, name, version, arrived, submitted,
+                       time.monotonic(), result.queue_wait_s, result.compute_s)
         return result
+
+    def model_statistics(self, name: str | None, version: int | None) -> list[dict[str, Any]]:
+        """Triton's statistics of one served model (version), or of all when `name` is None."""
+        if name is None:
+            versions = {n: [self.registry.get(n).model.version] for n in self.registry.names()}
+        else:
+            versions = {name: [self.registry.get(name, version).model.version]}
+        return statistics.report(self.metrics.families(), versions)

@@ -68,7 +68,7 @@ class ModelRegistry:
                 max_batch_rows=self.settings.max_batch_size,
                 max_delay_s=self.settings.max_queue_delay_ms / 1000,
                 max_queue_rows=self.settings.max_queue_rows,
-                on_batch=self.metrics.batch_recorder(name),
+                on_batch=self.metrics.batch_recorder(name, model.version),
             )
             await batcher.start()
             old = self._served.get(name)

@@ -145,7 +145,7 @@ def test_two_workers_serve_one_port_and_every_scrape_reports_the_fleet(
         prefix, samples = fleet_samples(fleet.server.url)
         scraped_from.add(prefix)
         endpoint = (("endpoint", "/v2/models/{name}/infer"), ("model", MODEL),
-                    ("status", "200"), ("version", "1"))
+                    ("protocol", "http"), ("status", "200"), ("version", "1"))
         assert samples[("mlp_requests_total", endpoint)] == REQUESTS
         assert samples[("mlp_inference_rows_total", (("model", MODEL), ("version", "1")))] == (
             REQUESTS)

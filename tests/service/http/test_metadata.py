@@ -20,7 +20,7 @@ def test_health_and_server_metadata(shared_client: httpx.Client) -> None:
     assert shared_client.get("/v2/health/ready").json() == {"ready": True}
     assert shared_client.get("/v2").json() == {
         "name": "mlp-serve", "version": "0.1.0",
-        "extensions": ["binary_tensor_data", "model_repository"]}
+        "extensions": ["binary_tensor_data", "model_repository", "statistics"]}
 
 
 def test_model_metadata_and_readiness(shared_client: httpx.Client) -> None:
@@ -57,9 +57,9 @@ def test_metrics_count_requests_rows_batches_and_versions(shared_client: httpx.C
         return after.get(key, 0.0) - before.get(key, 0.0)
 
     endpoint = "/v2/models/{name}/infer"
-    assert delta("mlp_requests_total", endpoint=endpoint, model=MODEL, version="2",
+    assert delta("mlp_requests_total", protocol="http", endpoint=endpoint, model=MODEL, version="2",
                  status="200") == 3
-    assert delta("mlp_requests_total", endpoint=endpoint, model=MODEL, version="2",
+    assert delta("mlp_requests_total", protocol="http", endpoint=endpoint, model=MODEL, version="2",
                  status="400") == 1
     assert delta("mlp_inference_rows_total", model=MODEL, version="2") == 6
     assert delta("mlp_batch_rows_count", model=MODEL) == 3
@@ -67,10 +67,10 @@ def test_metrics_count_requests_rows_batches_and_versions(shared_client: httpx.C
     assert delta("mlp_queue_wait_seconds_count", model=MODEL) == 3
     assert delta("mlp_compute_seconds_count", model=MODEL) == 3
     # Latency by status: the fast 400 is apart from the three 200s.
-    assert delta("mlp_request_duration_seconds_count", endpoint=endpoint, model=MODEL,
-                 status="200") == 3
-    assert delta("mlp_request_duration_seconds_count", endpoint=endpoint, model=MODEL,
-                 status="400") == 1
+    assert delta("mlp_request_duration_seconds_count", protocol="http", endpoint=endpoint,
+                 model=MODEL, status="200") == 3
+    assert delta("mlp_request_duration_seconds_count", protocol="http", endpoint=endpoint,
+                 model=MODEL, status="400") == 1
     assert after[("mlp_model_loaded_version", (("model", MODEL),))] == 2
     assert after[("mlp_queue_rows", (("model", MODEL),))] == 0
     assert shared_client.get("/metrics").headers["content-type"].startswith("text/plain")

@@ -69,7 +69,7 @@ def test_health_metadata_and_errors(triton_client: triton.InferenceServerClient)
     assert triton_client.is_server_live() and triton_client.is_server_ready()
     assert triton_client.is_model_ready(MODEL) and not triton_client.is_model_ready("nope")
     assert triton_client.get_server_metadata()["extensions"] == [
-        "binary_tensor_data", "model_repository"]
+        "binary_tensor_data", "model_repository", "statistics"]
     config = triton_client.get_model_config(MODEL)
     assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [784]}]
     assert config["max_batch_size"] == 64
