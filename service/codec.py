@@ -72,8 +72,8 @@ def decode_inference_request(
     for item in request.inputs:
         if item.name in tensors:
             raise InvalidInput(f"input {item.name!r} appears twice; send each input once")
-        dtype = _dtype(item.name, item.datatype)
-        count = _element_count(item.name, item.shape)
+        dtype = tensor_dtype(item.name, item.datatype)
+        count = element_count(item.name, item.shape)
         parameters = item.parameters or {}
         if any(key.startswith("shared_memory") for key in parameters):
             raise InvalidInput(f"input {item.name!r}: shared memory is not supported; send data "
@@ -97,7 +97,8 @@ def decode_inference_request(
     return request, tensors
 
 
-def _dtype(name: str, datatype: str) -> np.dtype[Any]:
+def tensor_dtype(name: str, datatype: str) -> np.dtype[Any]:
+    """The numpy dtype of a V2 datatype, or 400 for one the service refuses (HTTP and gRPC)."""
     if datatype in REJECTED_DATATYPES or datatype not in DATATYPES:
         raise InvalidInput(
             f"input {name!r}: datatype {datatype!r} is not supported; send FP32 (UINT8..64, "
@@ -106,7 +107,8 @@ def _dtype(name: str, datatype: str) -> np.dtype[Any]:
     return DATATYPES[datatype]
 
 
-def _element_count(name: str, shape: list[int]) -> int:
+def element_count(name: str, shape: list[int]) -> int:
+    """How many values `shape` holds, or 400 for a negative size (HTTP and gRPC)."""
     if shape and min(shape) < 0:
         raise InvalidInput(f"input {name!r}: shape {shape} has a negative size")
     return math.prod(shape)

@@ -5,6 +5,7 @@ No other module reads `os.environ`; `mlp-serve` flags override the environment f
 
 from __future__ import annotations
 
+import hmac
 import re
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
     """Interface to listen on (0.0.0.0 inside a container)."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port to listen on."""
+    grpc_port: int = Field(8001, ge=0, le=65535)
+    """TCP port of the Open Inference Protocol's gRPC service (8001, as Triton); same host."""
     api_key: SecretStr = SecretStr("")
     """Model-control key (Bearer or X-API-Key header); prefer the env var, flags show in ps."""
     control_enabled: bool = True
@@ -84,12 +87,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _workers_share_a_fixed_port(self) -> Settings:
-        """Every worker binds the same port; with 0 each would get a different one."""
-        if self.workers > 1 and self.port == 0:
-            raise ValueError(
-                "several workers share one port, so it must be fixed: set --port (MLP_PORT) "
-                "to a port number, not 0"
-            )
+        """Every worker binds the same ports; with 0 each would get a different one."""
+        for name, port in (("port", self.port), ("grpc_port", self.grpc_port)):
+            if self.workers > 1 and port == 0:
+                raise ValueError(
+                    f"several workers share one port, so it must be fixed: set "
+                    f"--{name.replace('_', '-')} (MLP_{name.upper()}) to a port number, not 0"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> Settings:
+        """HTTP and gRPC cannot share a port."""
+        if self.port == self.grpc_port != 0:
+            raise ValueError(f"port and grpc_port are both {self.port}; HTTP and gRPC need "
+                             "two ports (MLP_PORT, MLP_GRPC_PORT)")
         return self
 
     @model_validator(mode="after")
@@ -107,6 +119,17 @@ class Settings(BaseSettings):
                 "or disable control with MLP_CONTROL_ENABLED=false / --no-control"
             )
         return self
+
+    def accepts_api_key(self, authorization: str, x_api_key: str) -> bool:
+        """Whether `Authorization: Bearer <key>` or `X-API-Key: <key>` (HTTP headers or gRPC
+        metadata) carries the server's key; always False when no key is set."""
+        expected = self.api_key.get_secret_value().encode()
+        scheme, _, token = authorization.partition(" ")
+        offered = [x_api_key]
+        if scheme.lower() == "bearer":
+            offered.append(token.strip())
+        return bool(expected) and any(hmac.compare_digest(candidate.encode(), expected)
+                                      for candidate in offered if candidate)
 
     def model_selection(self) -> dict[str, int | None]:
         """`models` as {name: pinned version, or None for the latest on disk}."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,15 +30,9 @@ async def get_settings(request: Request) -> Settings:
 
 async def require_api_key(request: Request) -> None:
     """401 unless `Authorization: Bearer <key>` or `X-API-Key: <key>` matches the server key."""
-    expected = request.app.state.settings.api_key.get_secret_value().encode()
-    bearer = request.headers.get("authorization", "")
-    scheme, _, token = bearer.partition(" ")
-    offered = [request.headers.get("x-api-key", "")]
-    if scheme.lower() == "bearer":
-        offered.append(token.strip())
-    if not expected or not any(
-        hmac.compare_digest(candidate.encode(), expected) for candidate in offered if candidate
-    ):
+    settings: Settings = request.app.state.settings
+    if not settings.accepts_api_key(request.headers.get("authorization", ""),
+                                    request.headers.get("x-api-key", "")):
         raise Unauthorized()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 import time
 from types import FrameType
@@ -13,6 +14,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from service.errors import StartupError
+from service.grpc.server import GrpcServer
 from service.models.dataplane import Lifecycle
 from service.settings import Settings
 
@@ -28,6 +31,31 @@ class DrainingServer(uvicorn.Server):
         self.settings = settings
         self.lifecycle = lifecycle
         self.drain_started: float | None = None
+        self.grpc: GrpcServer | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up (lifespan: the models; then the HTTP listener), then the gRPC
+        listener in this same loop, over the same app, so both feed the same batchers."""
+        await super().startup(sockets=sockets)
+        if self.should_exit:
+            return
+        grpc = GrpcServer.for_app(self.config.app)
+        try:
+            await grpc.start(reuse_port=self.settings.workers > 1)
+        except StartupError as error:
+            logger.error("cannot start: %s", error)
+            self.started, self.should_exit = False, True
+            return
+        self.grpc = grpc
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop the gRPC listener (running RPCs get what is left of the grace), then uvicorn's
+        shutdown, whose lifespan drains the models."""
+        if self.grpc is not None:
+            await self.grpc.stop(0 if self.force_exit else
+                                 float(self.config.timeout_graceful_shutdown or 0))
+            self.grpc = None
+        await super().shutdown(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First SIGTERM/SIGINT starts draining; a second one exits at once."""

@@ -66,10 +66,10 @@ def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def listen_error(settings: Settings, error: OSError) -> str:
+def listen_error(host: str, port: int, flag: str, error: OSError) -> str:
     """The one start-up line for a port we cannot have."""
-    return (f"cannot start: cannot listen on {settings.host}:{settings.port}: {error.strerror}; "
-            "stop what listens there or choose another --port (MLP_PORT)")
+    return (f"cannot start: cannot listen on {host}:{port}: {error.strerror}; "
+            f"stop what listens there or choose another {flag}")
 
 
 def exit_with_supervisor(supervisor_pid: int) -> None:
@@ -117,7 +117,7 @@ def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid
     try:
         sock = listen_socket(settings.host, settings.port, reuse_port=True)
     except OSError as error:
-        logger.error(listen_error(settings, error))
+        logger.error(listen_error(settings.host, settings.port, "--port (MLP_PORT)", error))
         raise SystemExit(STARTUP_FAILED_EXIT) from None
     server = WorkerServer(config, settings, app.state.lifecycle,
                           lambda: link.report_ready(served_versions(app)))
@@ -287,11 +287,13 @@ def supervise(settings: Settings) -> int:
         logger.error("cannot start: --workers above 1 needs Linux (SO_REUSEPORT balancing and "
                      "PR_SET_PDEATHSIG); run one worker per container instead")
         return FAILED_EXIT
-    try:  # without SO_REUSEPORT: fails if anything, even another fleet, holds the port
-        listen_socket(settings.host, settings.port, reuse_port=False).close()
-    except OSError as error:
-        logger.error(listen_error(settings, error))
-        return FAILED_EXIT
+    for port, flag in ((settings.port, "--port (MLP_PORT)"),
+                       (settings.grpc_port, "--grpc-port (MLP_GRPC_PORT)")):
+        try:  # without SO_REUSEPORT: fails if anything, even another fleet, holds the port
+            listen_socket(settings.host, port, reuse_port=False).close()
+        except OSError as error:
+            logger.error(listen_error(settings.host, port, flag, error))
+            return FAILED_EXIT
     with tempfile.TemporaryDirectory(prefix="mlp-serve-metrics-") as folder:
         # Before spawning: each fresh worker's prometheus_client picks its file-backed values
         # at import time from this variable.

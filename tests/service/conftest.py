@@ -59,9 +59,10 @@ def shared_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def settings_for(repo: Path, **overrides: Any) -> Settings:
-    """Settings for tests: control on with a strong key, small limits where useful."""
+    """Settings for tests: control on with a strong key, small limits where useful, gRPC on
+    any free port (when a test serves it)."""
     values: dict[str, Any] = {"repository": repo, "api_key": API_KEY, "max_rows_per_request": 64,
-                              "max_body_bytes": 2_000_000}
+                              "max_body_bytes": 2_000_000, "grpc_port": 0}
     return Settings(**(values | overrides))
 
 

@@ -111,7 +111,8 @@ def start_server(
 ) -> ServerProcess:
     """Launch `.venv/bin/mlp-serve` with MLP_* `settings` (host and port filled in)."""
     port = port or free_port()
-    env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(port), **settings})
+    env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(port),
+                     "MLP_GRPC_PORT": str(free_port()), **settings})
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [str(venv_script("mlp-serve"))],
@@ -128,7 +129,8 @@ def run_to_exit(
     settings: dict[str, str], timeout_s: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
     """Run `mlp-serve` expecting it to refuse to start; returns its exit code and output."""
-    env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(free_port()), **settings})
+    env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(free_port()),
+                     "MLP_GRPC_PORT": str(free_port()), **settings})
     return subprocess.run(
         [str(venv_script("mlp-serve"))],
         env=env,
