@@ -92,10 +92,11 @@ def test_healthcheck_asks_the_ready_endpoint_on_the_container_port(compose: dict
     assert f"127.0.0.1:{Settings.model_fields['port'].default}/v2/health/ready" in test[3]
 
 
-def test_published_port_maps_to_the_service_default_port(compose: dict[str, Any]) -> None:
-    (mapping,) = compose["services"]["service"]["ports"]
-    assert mapping.startswith("127.0.0.1:")  # local only unless the user says otherwise
-    assert mapping.endswith(f":{Settings.model_fields['port'].default}")
+def test_published_ports_map_to_the_service_default_ports(compose: dict[str, Any]) -> None:
+    http, grpc = compose["services"]["service"]["ports"]
+    for mapping, field in ((http, "port"), (grpc, "grpc_port")):
+        assert mapping.startswith("127.0.0.1:")  # local only unless the user says otherwise
+        assert mapping.endswith(f":{Settings.model_fields[field].default}")
 
 
 def test_environment_names_are_real_settings() -> None:

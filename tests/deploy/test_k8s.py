@@ -24,6 +24,7 @@ KUSTOMIZE_RESOURCES = load_yaml(K8S_DIR / "kustomization.yaml")["resources"]
 STANDALONE = ["train-job.yaml"]  # applied with `kubectl create`, validated all the same
 KSERVE_FIELDS = {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"}
 SETTINGS_PORT = Settings.model_fields["port"].default
+SETTINGS_GRPC_PORT = Settings.model_fields["grpc_port"].default
 
 
 def resources_by_kind() -> dict[str, dict[str, Any]]:
@@ -89,14 +90,17 @@ class TestServingPod:
         self, kind: str, pod: dict[str, Any], container: dict[str, Any]
     ) -> None:
         env = env_of(container)
-        (port,) = container["ports"]
+        port, grpc = container["ports"]
         assert port["containerPort"] == int(env["MLP_PORT"]) == SETTINGS_PORT
+        assert grpc["containerPort"] == int(env["MLP_GRPC_PORT"]) == SETTINGS_GRPC_PORT
+        assert grpc["name"] == "grpc"
         assert env["MLP_HOST"] == "0.0.0.0"
-        probes = {name: container[f"{name}Probe"]["httpGet"]
-                  for name in ("startup", "liveness", "readiness")}
-        assert probes["liveness"]["path"] == probes["startup"]["path"] == "/v2/health/live"
+        probes = {name: container[f"{name}Probe"]["httpGet"] for name in ("liveness", "readiness")}
+        assert probes["liveness"]["path"] == "/v2/health/live"
         assert probes["readiness"]["path"] == "/v2/health/ready"
         assert {p["port"] for p in probes.values()} <= {port["containerPort"], port["name"]}
+        # Start-up: gRPC's health service, SERVING once the models loaded and both ports listen.
+        assert container["startupProbe"]["grpc"] == {"port": SETTINGS_GRPC_PORT}
 
     def test_cpu_is_one_core_per_worker_so_the_autoscaler_sees_saturation(
         self, kind: str, pod: dict[str, Any], container: dict[str, Any]
@@ -173,9 +177,9 @@ def test_service_and_autoscaler_point_at_the_deployment() -> None:
     assert deployment["spec"]["selector"]["matchLabels"] == labels
     assert service["spec"]["selector"] == labels
     assert KINDS["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
-    (port,) = service["spec"]["ports"]
-    assert port["targetPort"] == deployment["spec"]["template"]["spec"]["containers"][0][
-        "ports"][0]["name"]
+    container_ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [
+        p["name"] for p in container_ports]
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
     assert "replicas" not in deployment["spec"]  # the autoscaler owns the count

@@ -84,7 +84,8 @@ def trained(images: dict[str, DockerfileReplay], models: Path) -> Path:
 def container(service_image: DockerfileReplay, trained: Path) -> Iterator[dict[str, object]]:
     """The service image's command with `docker run -e` overrides; stopped with SIGTERM."""
     port, key = free_port(), secrets.token_hex(16)
-    env = service_image.run_env(MLP_HOST="127.0.0.1", MLP_PORT=str(port), MLP_API_KEY=key)
+    env = service_image.run_env(MLP_HOST="127.0.0.1", MLP_PORT=str(port),
+                                MLP_GRPC_PORT=str(free_port()), MLP_API_KEY=key)
     log = service_image.root / "container.log"
     with log.open("w") as output:
         process = subprocess.Popen(service_image.executable(env), cwd=service_image.workdir,
