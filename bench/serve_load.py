@@ -6,10 +6,11 @@ Starts `mlp-serve` (as deployed: model control on, behind a random key) and
 bench/naive_server.py on free ports of 127.0.0.1, loads each with wrk (Debian package; installed
 here when missing and running as root, else a slower Python client) at each client count for
 `--duration` seconds, first with single-row V2 JSON requests, then with 256-row requests (binary
-V2 for mlp-serve, JSON for the naive endpoint, which knows no binary), and prints requests/s,
-rows/s, p50, p99, errors and server CPU per request side by side, plus in-process onnxruntime
-rows/s at 256-row batches. It stops both servers itself and kills only the processes it started.
-Numbers, not pass/fail: see README.md.
+V2 for mlp-serve, JSON for the naive endpoint, which knows no binary), then the same single-row
+and 256-row requests over mlp-serve's gRPC port with h2load (bench/grpc_load.py), and prints
+requests/s, rows/s, p50, p99, errors and server CPU per request side by side, plus in-process
+onnxruntime rows/s at 256-row batches. It stops both servers itself and kills only the processes
+it started. Numbers, not pass/fail: see README.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import psutil
+from grpc_load import check_grpc, ensure_h2load, grpc_body, load_h2load
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,6 +308,19 @@ def run_load(url: str, body: Body, clients: int, duration_s: float, pid: int,
                   1e6 * cpu_s / n)
 
 
+def run_grpc_load(target: str, body: Path, rows: int, clients: int, duration_s: float,
+                  pid: int, workdir: Path, http_port: int) -> Result:
+    """run_load for gRPC: h2load on mlp-serve's gRPC port, the same server CPU accounting."""
+    process = psutil.Process(pid)
+    before = cpu_seconds(process)
+    stats = load_h2load(target, body, clients, duration_s, workdir, http_port)
+    cpu_s = cpu_seconds(process) - before
+    n = max(stats["requests"], 1)
+    return Result(stats["requests"] / stats["seconds"], stats["requests"] * rows /
+                  stats["seconds"], stats["p50_ms"], stats["p99_ms"], stats["errors"],
+                  1e6 * cpu_s / n)
+
+
 def cpu_seconds(process: psutil.Process) -> float:
     """User + system CPU of a server and its worker processes (mlp-serve --workers N)."""
     total = 0.0
@@ -368,11 +383,14 @@ def main() -> None:
     parser.add_argument("--naive-workers", type=int, default=1,
                         help="uvicorn workers of the naive endpoint (default 1, uvicorn's own "
                         "default: what the obvious deployment runs)")
+    parser.add_argument("--grpc", action=argparse.BooleanOptionalAction, default=True,
+                        help="also load mlp-serve's gRPC port with h2load (default: on)")
     parser.add_argument("--env", action="append", default=[],
                         help="extra MLP_X=value for mlp-serve (repeatable)")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     ensure_wrk()
+    grpc_runs = args.grpc and ensure_h2load()
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         workdir = Path(tmp)
@@ -387,9 +405,10 @@ def main() -> None:
         small, big_json = json_body(workdir, 1), json_body(workdir, args.big_rows)
         big_binary = binary_body(workdir, args.big_rows)
         path = f"/v2/models/{name}/infer"
-        service_port, naive_port = free_port(), free_port()
+        service_port, naive_port, grpc_port = free_port(), free_port(), free_port()
         env = {**os.environ, "MLP_REPOSITORY": str(version_dir.parents[1]),
                "MLP_MODELS": f"{name}:{version_dir.name}", "MLP_PORT": str(service_port),
+               "MLP_GRPC_PORT": str(grpc_port),
                "MLP_HOST": "127.0.0.1", "MLP_CONTROL_ENABLED": "true",
                "MLP_API_KEY": os.urandom(24).hex(),
                "MLP_LOG_LEVEL": "warning", "MLP_WORKERS": str(args.workers)}
@@ -403,8 +422,10 @@ def main() -> None:
               "worker(s)")
 
         rows_table: list[tuple[str, int, Result, Result]] = []
+        grpc_table: list[tuple[str, int, Result]] = []
         threads_env = env.get("MLP_ORT_THREADS", "1")
         adjacent: dict[int, float] = {}  # clients -> in-process rows/s measured right after
+        adjacent_grpc: dict[int, float] = {}  # the same, after each 256-row gRPC run
         with server(service_cmd, service_port, env, workdir / "service.log") as service_pid, \
                 server(naive_cmd, naive_port, dict(os.environ), workdir / "naive.log") as naive_pid:
             for label, service_body, naive_body in [
@@ -437,6 +458,22 @@ def main() -> None:
                         # from other work on the machine (it moves onnxruntime's speed a lot).
                         adjacent[c] = onnxruntime_rows_s(model_file, args.big_rows,
                                                          int(threads_env), seconds=2.0)
+            target = f"127.0.0.1:{grpc_port}"
+            for key, rows in (("small", 1), ("big", args.big_rows)):
+                if not grpc_runs or key not in args.bodies.split(","):
+                    continue
+                body = grpc_body(workdir, name, pixels(rows))
+                check_grpc(target, body)
+                run_grpc_load(target, body, rows, 16, args.warmup, service_pid, workdir,
+                              service_port)  # warm-up, not counted
+                for c in clients:
+                    print(f"  gRPC {rows} row(s): {c} clients ...", flush=True)
+                    grpc_table.append((key, c, run_grpc_load(
+                        target, body, rows, c, args.duration, service_pid, workdir,
+                        service_port)))
+                    if key == "big":
+                        adjacent_grpc[c] = onnxruntime_rows_s(model_file, args.big_rows,
+                                                              int(threads_env), seconds=2.0)
 
         ort_service = onnxruntime_rows_s(model_file, args.big_rows, int(threads_env))
         ort_default = onnxruntime_rows_s(model_file, args.big_rows, 0)
@@ -457,17 +494,44 @@ def main() -> None:
             shares.append(s.rows_s / adjacent[c])
             print(f"binary, {c} clients: {s.rows_s:.0f} rows/s = {100 * shares[-1]:.0f}% of "
                   f"in-process measured right after ({adjacent[c]:.0f} rows/s)")
+    if grpc_table:
+        print(f"\n{'gRPC (h2load), same mlp-serve':34} {'clients':>9} | {head} | vs HTTP")
+    grpc_ones: dict[int, Result] = {}
+    grpc_shares = []
+    for key, c, g in grpc_table:
+        label = "1 row, raw FP32" if key == "small" else f"{args.big_rows} rows, raw FP32"
+        http = next((s for lab, cc, s, _ in rows_table if cc == c and
+                     lab.startswith("1 row" if key == "small" else f"{args.big_rows} rows")),
+                    None)
+        ratio = f"x{g.requests_s / http.requests_s:.2f}" if http and http.requests_s else ""
+        print(f"{label:34} {c:9d} | {fmt(g)} | {ratio}")
+        if key == "small":
+            grpc_ones[c] = g
+        elif c in adjacent_grpc:
+            grpc_shares.append(g.rows_s / adjacent_grpc[c])
+            print(f"{'':34} {'':9}   = {100 * grpc_shares[-1]:.0f}% of in-process measured "
+                  f"right after ({adjacent_grpc[c]:.0f} rows/s)")
     ones = {c: (s, n) for label, c, s, n in rows_table if label.startswith("1 row")}
     if 1 in ones:
         s, n = ones[1]
         print(f"1 client p50: mlp-serve {s.p50_ms:.2f} ms = {s.p50_ms / n.p50_ms:.2f}x naive")
-    print_goals(ones, max(shares) if shares else None)
+    print_goals(ones, max(shares) if shares else None, grpc_ones,
+                max(grpc_shares) if grpc_shares else None)
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
 
 
-def print_goals(ones: dict[int, tuple[Result, Result]], binary_share: float | None) -> None:
-    """The speed goals of the issue, each met or not met on this run."""
+def print_goals(ones: dict[int, tuple[Result, Result]], binary_share: float | None,
+                grpc_ones: dict[int, Result] | None = None,
+                grpc_share: float | None = None) -> None:
+    """The speed goals of the issues, each met or not met on this run."""
     goals: list[tuple[str, str, bool | None]] = []
+    if grpc_ones and 64 in grpc_ones and 64 in ones:
+        g, s = grpc_ones[64], ones[64][0]
+        goals.append(("gRPC 64 clients: req/s >= HTTP JSON",
+                      f"{g.requests_s:.0f} / {s.requests_s:.0f}", g.requests_s >= s.requests_s))
+    if grpc_share is not None:
+        goals.append(("gRPC 256 rows >= 60% of in-process rows/s", f"{100 * grpc_share:.0f}%",
+                      grpc_share >= 0.6))
     if 64 in ones:
         s, n = ones[64]
         ratio = s.requests_s / n.requests_s if n.requests_s else float("inf")
