@@ -6,15 +6,13 @@ No other module reads `os.environ`; `mlp-serve` flags override the environment f
 from __future__ import annotations
 
 import hmac
-import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-# ASCII digits only: str.isdigit() also accepts '²', which int() then refuses.
-VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
+from artifact.names import NAME_RULE, is_name, is_version
+
 MIN_API_KEY_CHARS = 16
 PLACEHOLDER_KEYS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "password", "apikey", "api-key", "api_key",
@@ -141,10 +139,9 @@ def parse_model_selection(text: str) -> dict[str, int | None]:
     selection: dict[str, int | None] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, version = item.partition(":")
-        if not NAME_PATTERN.fullmatch(name) or ".." in name:
-            raise ValueError(f"MLP_MODELS entry {item!r}: name must match "
-                             "[a-z0-9][a-z0-9._-]{0,63} without '..'")
-        if version and not VERSION_PATTERN.fullmatch(version):
+        if not is_name(name):
+            raise ValueError(f"MLP_MODELS entry {item!r}: name must match {NAME_RULE}")
+        if version and not is_version(version):
             raise ValueError(f"MLP_MODELS entry {item!r}: version must be a positive integer")
         selection[name] = int(version) if version else None
     return selection

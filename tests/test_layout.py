@@ -1,6 +1,8 @@
-"""The halves meet only at the model artifact; the service never imports torch."""
+"""The halves meet only at the model artifact (artifact/, which imports neither and nothing but
+the standard library); the service never imports torch; no import cycles."""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,8 @@ def imported_top_level_modules(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("service", {"torch", "training"}), ("training", {"service"})],
+    [("service", {"torch", "training"}), ("training", {"service"}),
+     ("artifact", {"service", "training"})],
 )
 def test_package_does_not_import_the_other_side(package: str, forbidden: set[str]) -> None:
     offenders = {
@@ -33,6 +36,16 @@ def test_package_does_not_import_the_other_side(package: str, forbidden: set[str
         if names & forbidden
     }
     assert offenders == {}, f"{package}/ must not import {sorted(forbidden)}: {offenders}"
+
+
+def test_artifact_needs_only_the_standard_library() -> None:
+    """Both images (the service's has no torch, the training one no FastAPI) can import it."""
+    allowed = set(sys.stdlib_module_names) | {"__future__", "artifact"}
+    outside = {path: sorted(names - allowed)
+               for path, names in imported_top_level_modules("artifact").items()
+               if names - allowed}
+    assert outside == {}
+    assert imported_top_level_modules("artifact")["artifact/card.py"] >= {"hashlib", "json"}
 
 
 def test_scanner_sees_imports(tmp_path: Path) -> None:

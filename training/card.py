@@ -5,13 +5,13 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from artifact.card import SCHEMA_VERSION
+from artifact.layout import INPUT_NAME, ONNX_FILE
 from training.config import TrainConfig
 from training.data import Dataset
 from training.export import OPSET, Parity
 from training.fit import FitResult
 from training.model import MLP
-
-SCHEMA_VERSION = 1
 
 
 def build_card(
@@ -35,12 +35,12 @@ def build_card(
         "version": version,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "onnx": {
-            "file": "model.onnx",
+            "file": ONNX_FILE,
             "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
             "opset": OPSET,
             "size_bytes": len(onnx_bytes),
         },
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, model.config.inputs],
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, model.config.inputs],
                     "range": [0, 255]}],
         "outputs": [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},

@@ -9,8 +9,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
+
+from artifact.names import check_name
 
 DEFAULT_PRESET = Path(__file__).parent / "configs" / "mnist-5k.toml"
 
@@ -28,8 +37,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     # what and where
-    name: str = Field("mnist-mlp", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
-    """Model name in the repository: models/<name>/<version>/."""
+    name: Annotated[str, AfterValidator(check_name)] = "mnist-mlp"
+    """Model name in the repository: models/<name>/<version>/ (the service's rule: artifact/)."""
     data: str = "mnist-5k"
     """Data source for training.data.load_dataset: a bundled name or a file path."""
     data_cache: Path | None = None
@@ -192,7 +201,8 @@ def _describe(error: ErrorDetails, origins: Mapping[str, str], source: str) -> s
         guess = closest_key(key)
         hint = f"; did you mean '{guess}'?" if guess else ""
         return f"{origin}: unknown key '{key}'{hint} (mlp-train train --help lists every key)"
-    return f"{origin}: {key}: {error['msg']} (got {error.get('input')!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{origin}: {key}: {message} (got {error.get('input')!r})"
 
 
 def describe_keys(values: Mapping[str, object] | None = None) -> str:

@@ -1,13 +1,14 @@
 """Test metrics from predicted probabilities: works the same for torch and onnxruntime output."""
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
+from artifact.card import card_labels, read_card, read_verified_onnx
+from artifact.layout import INPUT_NAME
+from artifact.names import ArtifactError
 from training.data import Dataset
 from training.model import MLP
 
@@ -78,22 +79,17 @@ class ModelFileError(Exception):
 def evaluate_published(model_dir: Path, dataset: Dataset) -> dict[str, object]:
     """Metrics of MODEL_DIR/model.onnx (run by onnxruntime) on `dataset`'s test split.
 
-    Checks what the service checks first: the file's sha256 against model.json, and that the
-    model's labels match the data set's classes.
+    Checks what the service checks first, with the same code (artifact/): the card, the file's
+    sha256 against it and the labels; then that the labels match the data set's classes.
     """
-    card_path, onnx_path = model_dir / "model.json", model_dir / "model.onnx"
     try:
-        card = json.loads(card_path.read_text())
-        onnx_bytes = onnx_path.read_bytes()
-    except FileNotFoundError as error:
-        raise ModelFileError(f"{error.filename} does not exist; is {model_dir} a published "
-                             "version folder like models/mnist-mlp/1?") from None
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{card_path} is not valid JSON: {error}") from None
-    digest = hashlib.sha256(onnx_bytes).hexdigest()
-    if digest != card.get("onnx", {}).get("sha256"):
-        raise ModelFileError(f"{onnx_path} sha256 {digest} does not match {card_path}")
-    labels = [str(label) for label in card.get("labels", [])]
+        card = read_card(model_dir)
+        onnx_bytes = read_verified_onnx(model_dir, card)
+        labels = card_labels(card)
+    except ArtifactError as error:
+        hint = ("; is it a published version folder like models/mnist-mlp/1?"
+                if str(error).endswith(" is missing") else "")
+        raise ModelFileError(f"{model_dir}: {error}{hint}") from None
     if len(labels) != len(dataset.class_names):
         raise ModelFileError(
             f"{model_dir} predicts {len(labels)} classes but {dataset.name} has "
@@ -101,7 +97,7 @@ def evaluate_published(model_dir: Path, dataset: Dataset) -> dict[str, object]:
         )
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     probabilities = np.concatenate([
-        session.run(["probabilities"], {"input": dataset.x_test[start:start + PREDICT_BATCH]
+        session.run(["probabilities"], {INPUT_NAME: dataset.x_test[start:start + PREDICT_BATCH]
                                         .astype(np.float32)})[0]
         for start in range(0, len(dataset.x_test), PREDICT_BATCH)
     ])

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import torch
 
+from artifact.layout import CARD_FILE, ONNX_FILE
 from training.card import build_card, card_bytes
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset, split_validation
@@ -125,15 +126,15 @@ def train_and_publish(
             splits=splits, fit_result=fit_result, metrics=metrics, parity=parity,
             provenance=origin,
         )
-        return {"model.onnx": onnx_bytes, "model.json": card_bytes(card)}
+        return {ONNX_FILE: onnx_bytes, CARD_FILE: card_bytes(card)}
 
     published_dir = None
     if publish:
         check_before_publishing(config, dataset, float(metrics["test_accuracy"]))  # type: ignore[arg-type]
         published_dir = publish_version(config.repository, config.name, build_files)
-        onnx_path = published_dir / "model.onnx"
+        onnx_path = published_dir / ONNX_FILE
     else:
-        onnx_path = run_dir / "model.onnx"
+        onnx_path = run_dir / ONNX_FILE
         onnx.save(proto, onnx_path)
     return RunResult(
         config=config, model=model, fit=fit_result, metrics=metrics, parity=parity,

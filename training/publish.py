@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-TEMP_PREFIX = ".tmp-"
+from artifact.layout import TEMP_PREFIX, complete_versions, version_numbers
+from artifact.names import is_version
+
 STALE_SECONDS = 3600  # a temp folder this old belongs to a killed run, not a live publisher
 ATTEMPTS = 20
 FOLDER_MODE = 0o755  # mkdtemp makes 0700; a service running as another user must read versions
 FILE_MODE = 0o644  # whatever the trainer's umask, the files stay readable by the service
-ARTIFACT_FILES = ("model.onnx", "model.json")  # what a version holds (docs/artifact.md)
 
 
 class PublishError(Exception):
@@ -26,26 +27,18 @@ class PublishError(Exception):
 
 
 def existing_versions(model_dir: Path) -> list[int]:
-    """Positive integer folder names; anything else (temp folders, stray files) is ignored."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(
-        int(entry.name) for entry in model_dir.iterdir()
-        if entry.is_dir() and entry.name.isascii() and entry.name.isdigit() and int(entry.name) > 0
-    )
+    """Version folders as the service sees them (artifact/): temp folders, stray files and
+    names such as `01` are not versions."""
+    return version_numbers(model_dir)
 
 
 def published_versions(repository: Path, name: str) -> list[int]:
-    """Versions of `name` a reader can load: numbered folders that hold every artifact file.
+    """Versions of `name` a reader can load: version folders that hold both artifact files.
 
-    Temp folders never count (existing_versions skips them), nor does a numbered folder made by
-    hand without both files. `mlp-train train --skip-if-published` asks this.
+    Temp folders never count, nor does a numbered folder made by hand without both files.
+    `mlp-train train --skip-if-published` asks this.
     """
-    model_dir = Path(repository) / name
-    return [
-        version for version in existing_versions(model_dir)
-        if all((model_dir / str(version) / file).is_file() for file in ARTIFACT_FILES)
-    ]
+    return complete_versions(Path(repository) / name)
 
 
 def remove_stale_temp_folders(model_dir: Path, *, older_than: float = STALE_SECONDS) -> None:
@@ -87,6 +80,9 @@ def publish(repository: Path, name: str, build_files: Callable[[int], dict[str, 
     for _ in range(ATTEMPTS):
         versions = existing_versions(model_dir)
         version = versions[-1] + 1 if versions else 1
+        if not is_version(str(version)):
+            raise PublishError(f"{model_dir} already holds version {versions[-1]}, the highest "
+                               "the contract allows (18 digits); publish under a new name")
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{version}-", dir=model_dir))
         try:
             temp.chmod(FOLDER_MODE)

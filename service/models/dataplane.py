@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from artifact.layout import INPUT_NAME, PIXELS
 from service import statistics
 from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
 from service.metrics import Metrics
@@ -23,7 +24,7 @@ from service.models.batching import (
     QueueFullError,
 )
 from service.models.registry import ModelRegistry, Served
-from service.models.repository import PIXELS, ModelVersion
+from service.models.repository import ModelVersion
 from service.protocol import InferenceRequest
 from service.settings import Settings
 
@@ -31,7 +32,6 @@ SERVER_NAME = "mlp-serve"
 SERVER_VERSION = "0.1.0"
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
-INPUT_NAME = "input"
 
 
 @dataclass(slots=True)

@@ -2,25 +2,25 @@
 
 Only `<root>/<name>/<version>/model.onnx` is ever loaded, and only after its sha256 matches the
 card; the verified bytes themselves go to onnxruntime, so the file cannot change in between.
+Names, versions, files and card checks are the artifact contract's (artifact/), shared with
+training; this module adds what needs onnxruntime: the session and its tensors.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import orjson
 
+from artifact import card as cards
+from artifact import layout, names
+from artifact.layout import CARD_FILE, INPUT_NAME, ONNX_FILE, PIXELS
+from artifact.names import ArtifactError
 from service.errors import InvalidInput, ModelLoadError, ModelNotFound
-from service.settings import NAME_PATTERN, VERSION_PATTERN
 
-PIXELS = 784
-ONNX_FILE = "model.onnx"
-CARD_FILE = "model.json"
 ORT_DATATYPES = {"tensor(float)": "FP32", "tensor(int64)": "INT64"}
 
 
@@ -52,25 +52,24 @@ class ModelVersion:
 
     def run(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Run float32 rows [n, 784] through the model (called in the batcher's thread)."""
-        results = self.session.run(None, {"input": rows})
+        results = self.session.run(None, {INPUT_NAME: rows})
         return dict(zip(self.output_names, results, strict=True))
 
 
 def check_name(name: str) -> str:
-    """Refuse a model name that is not a plain folder name (no `..`, `/` or absolute path)."""
-    if not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise InvalidInput(
-            f"model name {name!r} is invalid: expected [a-z0-9][a-z0-9._-]{{0,63}} without '..'"
-        )
-    return name
+    """Refuse (400) a model name that is not a plain folder name (no `..`, `/` or absolute path)."""
+    try:
+        return names.check_name(name)
+    except ArtifactError as error:
+        raise InvalidInput(str(error)) from None
 
 
 def parse_version(text: str | int) -> int:
-    """A version is a positive integer written without sign or leading zeros."""
-    value = str(text)
-    if not VERSION_PATTERN.fullmatch(value):
-        raise InvalidInput(f"model version {value!r} is invalid: expected a positive integer")
-    return int(value)
+    """A version is a positive integer written without sign or leading zeros (else 400)."""
+    try:
+        return names.parse_version(text)
+    except ArtifactError as error:
+        raise InvalidInput(str(error)) from None
 
 
 class ModelRepository:
@@ -90,22 +89,11 @@ class ModelRepository:
 
     def model_names(self) -> list[str]:
         """Valid model names that have at least one version on disk, sorted."""
-        if not self.root.is_dir():
-            return []
-        names = (p.name for p in self.root.iterdir() if p.is_dir())
-        return sorted(n for n in names if NAME_PATTERN.fullmatch(n) and ".." not in n
-                      and self.versions(n))
+        return [name for name in layout.model_names(self.root) if self.versions(name)]
 
     def versions(self, name: str) -> list[int]:
         """Versions of `name` on disk, ascending; hidden and non-integer entries are ignored."""
-        folder = self.root / check_name(name)
-        if not folder.is_dir():
-            return []
-        found = []
-        for entry in folder.iterdir():
-            if entry.is_dir() and VERSION_PATTERN.fullmatch(entry.name):
-                found.append(int(entry.name))
-        return sorted(found)
+        return layout.version_numbers(self.root / check_name(name))
 
     def latest(self, name: str) -> int:
         """The highest version of `name` on disk."""
@@ -123,55 +111,18 @@ class ModelRepository:
         if version not in self.versions(name):
             raise ModelNotFound(name, version, detail=f"no folder {str(folder)!r}")
         where = f"model {name!r} version {version} ({folder})"
-        card = _read_card(folder / CARD_FILE, where)
-        _check_card_identity(card, name, version, where)
-        onnx_bytes = _read_verified_onnx(folder, card, where)
+        try:
+            card = cards.read_card(folder)
+            cards.check_identity(card, name, version)
+            onnx_bytes = cards.read_verified_onnx(folder, card)
+        except ArtifactError as error:
+            raise ModelLoadError(f"{where}: {error}") from None
         session = _open_session(onnx_bytes, self.ort_threads, where)
         inputs, outputs = _check_signature(session, where)
         labels = _check_labels(card, outputs, where)
         _check_card_tensors(card, inputs, outputs, where)
         return ModelVersion(name, version, labels, inputs, outputs,
                             card["onnx"]["sha256"], session)
-
-
-def _read_card(path: Path, where: str) -> dict[str, Any]:
-    try:
-        card = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{where}: {CARD_FILE} is missing") from None
-    except orjson.JSONDecodeError as error:
-        raise ModelLoadError(f"{where}: {CARD_FILE} is not valid JSON ({error})") from None
-    if not isinstance(card, dict) or not isinstance(card.get("onnx"), dict):
-        raise ModelLoadError(f"{where}: {CARD_FILE} has no 'onnx' object")
-    return card
-
-
-def _check_card_identity(card: dict[str, Any], name: str, version: int, where: str) -> None:
-    if card.get("schema_version") != 1:
-        raise ModelLoadError(f"{where}: {CARD_FILE} schema_version is "
-                             f"{card.get('schema_version')!r}, expected 1")
-    if card.get("name") != name or card.get("version") != version:
-        raise ModelLoadError(
-            f"{where}: {CARD_FILE} names model {card.get('name')!r} version "
-            f"{card.get('version')!r}, not the folder's {name!r} version {version}"
-        )
-
-
-def _read_verified_onnx(folder: Path, card: dict[str, Any], where: str) -> bytes:
-    if card["onnx"].get("file") != ONNX_FILE:
-        raise ModelLoadError(f"{where}: {CARD_FILE} onnx.file is {card['onnx'].get('file')!r}; "
-                             f"only {ONNX_FILE!r} is loaded")
-    try:
-        data = (folder / ONNX_FILE).read_bytes()
-    except FileNotFoundError:
-        raise ModelLoadError(f"{where}: {ONNX_FILE} is missing") from None
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != card["onnx"].get("sha256"):
-        raise ModelLoadError(
-            f"{where}: sha256 of {ONNX_FILE} is {actual} but {CARD_FILE} says "
-            f"{card['onnx'].get('sha256')!r}; the file is corrupt or was replaced"
-        )
-    return data
 
 
 def _open_session(onnx_bytes: bytes, threads: int, where: str) -> ort.InferenceSession:
@@ -202,7 +153,7 @@ def _check_signature(
     outputs = tuple(_spec(arg) for arg in session.get_outputs())
     by_name = {spec.name: spec for spec in outputs}
     problems = []
-    if len(inputs) != 1 or inputs[0].name != "input" or inputs[0].datatype != "FP32" or len(
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].datatype != "FP32" or len(
         inputs[0].shape
     ) != 2 or inputs[0].shape[1] != PIXELS:
         problems.append(f"inputs are {_describe(inputs)}, expected input FP32 [-1, {PIXELS}]")
@@ -225,9 +176,10 @@ def _describe(specs: tuple[TensorSpec, ...]) -> str:
 def _check_labels(card: dict[str, Any], outputs: tuple[TensorSpec, ...], where: str
                   ) -> tuple[str, ...]:
     classes = next(s.shape[1] for s in outputs if s.name == "probabilities")
-    labels = card.get("labels")
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise ModelLoadError(f"{where}: {CARD_FILE} labels must be a list of strings")
+    try:
+        labels = cards.card_labels(card)
+    except ArtifactError as error:
+        raise ModelLoadError(f"{where}: {error}") from None
     if len(labels) != classes:
         raise ModelLoadError(f"{where}: {CARD_FILE} has {len(labels)} labels but the model "
                              f"outputs {classes} classes")

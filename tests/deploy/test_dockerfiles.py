@@ -119,4 +119,5 @@ def test_dockerignore_keeps_local_state_out_of_the_context(kept_out: str) -> Non
 
 def test_dockerignore_keeps_the_project_sources() -> None:
     assert not any(ignored(p) for p in ["pyproject.toml", "README.md", "service/settings.py",
+                                        "artifact/names.py",
                                         "training/configs/mnist-5k.toml"])

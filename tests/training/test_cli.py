@@ -28,7 +28,7 @@ def test_help_on_every_command(argv: list[str], capsys: pytest.CaptureFixture[st
         (["train", "learnin_rate=0.1"], "unknown key 'learnin_rate'"),
         (["train", "--config", "nope.toml"], "config file nope.toml does not exist"),
         (["train", "data=/no/such/file.npz", "--quiet"], "/no/such/file.npz"),
-        (["evaluate", "no/such/dir", "--data", "mnist-5k"], "no/such/dir/model.json does not"),
+        (["evaluate", "no/such/dir", "--data", "mnist-5k"], "no/such/dir: model.json is missing"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(

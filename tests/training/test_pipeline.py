@@ -158,5 +158,6 @@ def test_evaluate_refuses_a_tampered_file(run: RunResult, data: Dataset, tmp_pat
     copy.mkdir()
     (copy / "model.json").write_bytes((run.published_dir / "model.json").read_bytes())
     (copy / "model.onnx").write_bytes(run.onnx_path.read_bytes() + b"\0")
-    with pytest.raises(ModelFileError, match=r"model.onnx sha256 [0-9a-f]{64} does not match"):
+    with pytest.raises(ModelFileError,
+                       match=r"sha256 of model.onnx is [0-9a-f]{64} but model.json says"):
         evaluate_published(copy, data)

@@ -58,6 +58,7 @@ def test_temp_folders_of_killed_runs_are_ignored_and_cleaned(tmp_path: Path) -> 
     live.mkdir()
     (model_dir / "²").mkdir()  # str.isdigit() says yes, int() says no: must be ignored
     (model_dir / "0").mkdir()  # versions are positive
+    (model_dir / "01").mkdir()  # the service ignores it, so training must not count it either
     assert existing_versions(model_dir) == [1]
     assert publish(tmp_path, "m", files) == model_dir / "2"
     assert not stale.exists() and live.exists()

@@ -10,6 +10,7 @@ from typing import Any
 
 import onnx
 
+from artifact.layout import CARD_FILE, ONNX_FILE
 from training.card import build_card, card_bytes
 from training.config import validate_config
 from training.data import load_dataset, split_validation
@@ -46,6 +47,6 @@ def publish_best(
         )
         card["sweep_id"] = sweep_id
         card["trial_id"] = record.trial_id
-        return {"model.onnx": onnx_bytes, "model.json": card_bytes(card)}
+        return {ONNX_FILE: onnx_bytes, CARD_FILE: card_bytes(card)}
 
     return publish(config.repository, config.name, build_files)
