@@ -119,5 +119,6 @@ def test_a_latest_version_that_cannot_be_compared_refuses(
     assert first.published_dir is not None
     (first.published_dir / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(QualityGateError, match=r"^not published: cannot compare with .*tiny/1 "
-                       r"\(publish_if_not_worse\): .*model.onnx sha256 [0-9a-f]+ does not match"):
+                       r"\(publish_if_not_worse\): .*sha256 of model\.onnx is [0-9a-f]+ but "
+                       r"model\.json says"):
         train_and_publish(config, quiet=True, dataset=learnable)
