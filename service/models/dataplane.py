@@ -254,11 +254,16 @@ class DataPlane:
             raise
         # Recorded once this task yields, i.e. after its answer is written: off the latency path
         # (and so the statistics' compute_output spans the encoding of the answer).
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self.metrics.observe_rows, name, version, len(rows), result.queue_wait_s)
-        loop.call_soon(self.metrics.statistics.success, name, version, arrived, submitted,
-                       time.monotonic(), result.queue_wait_s, result.compute_s)
+        asyncio.get_running_loop().call_soon(self._answered, name, version, len(rows), arrived,
+                                             submitted, time.monotonic(), result)
         return result
+
+    def _answered(self, name: str, version: int, rows: int, arrived: float, submitted: float,
+                  answered: float, result: BatchResult) -> None:
+        """Metrics and statistics of one answered request (one loop callback for both)."""
+        self.metrics.observe_rows(name, version, rows, result.queue_wait_s)
+        self.metrics.statistics.success(name, version, arrived, submitted, answered,
+                                        result.queue_wait_s, result.compute_s)
 
     def model_statistics(self, name: str | None, version: int | None) -> list[dict[str, Any]]:
         """Triton's statistics of one served model (version), or of all when `name` is None."""

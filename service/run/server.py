@@ -23,6 +23,21 @@ logger = logging.getLogger("mlp_serve")
 STARTUP_FAILED_EXIT = 1
 
 
+def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to (host, port) with SO_REUSEADDR (and SO_REUSEPORT: every worker
+    binds its own and the kernel balances connections between them); listen() comes later."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose SIGTERM first drains: 503 for new work, answer in-flight, exit 0."""
 
@@ -35,7 +50,17 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's start-up (lifespan: the models; then the HTTP listener), then the gRPC
-        listener in this same loop, over the same app, so both feed the same batchers."""
+        listener in this same loop, over the same app, so both feed the same batchers. A gRPC
+        port someone else holds stops start-up first, before the models load."""
+        host, port = self.settings.host, self.settings.grpc_port
+        try:
+            listen_socket(host, port, reuse_port=self.settings.workers > 1).close()
+        except OSError as error:
+            logger.error("cannot start: cannot listen for gRPC on %s:%d: %s; stop what listens "
+                         "there or choose another --grpc-port (MLP_GRPC_PORT)", host, port,
+                         error.strerror)
+            self.should_exit = True
+            return
         await super().startup(sockets=sockets)
         if self.should_exit:
             return

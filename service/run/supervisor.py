@@ -40,7 +40,13 @@ from service.http.app import create_app, ready_message
 from service.models.dataplane import Lifecycle
 from service.models.fleet import Applied, CommandRelay, FleetLink, Ready, Submit
 from service.run.affinity import pin_to_cpu
-from service.run.server import STARTUP_FAILED_EXIT, DrainingServer, configure_logging, serve_config
+from service.run.server import (
+    STARTUP_FAILED_EXIT,
+    DrainingServer,
+    configure_logging,
+    listen_socket,
+    serve_config,
+)
 from service.settings import Settings
 
 logger = logging.getLogger("mlp_serve")
@@ -49,21 +55,6 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 POLL_S = 0.1  # how often the supervisor looks at signals while it waits
 EXIT_MARGIN_S = 5.0  # beyond shutdown_grace_s, for interpreter and onnxruntime teardown
 FAILED_EXIT = 1
-
-
-def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    """A TCP socket bound to (host, port) with SO_REUSEADDR (and SO_REUSEPORT: every worker
-    binds its own and the kernel balances connections between them); listen() comes later."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def listen_error(host: str, port: int, flag: str, error: OSError) -> str:

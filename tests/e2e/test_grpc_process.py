@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,19 @@ def test_sigterm_drains_grpc(draining: ServerProcess) -> None:
     code, log = draining.stop()
     assert code == 0, log
     assert "Traceback" not in log
+
+
+def test_a_taken_grpc_port_stops_start_up_with_one_line(repo: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = ServerProcess(repo, env={"MLP_GRPC_PORT": str(port)})
+        process.process.wait(timeout=60)
+        code, log = process.stop()
+    assert code == 1
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"cannot start: cannot listen for gRPC on 127.0.0.1:{port}: Address already in use; "
+        "stop what listens there or choose another --grpc-port (MLP_GRPC_PORT)")
+    assert "ready:" not in log  # refused before the models load
