@@ -2,7 +2,8 @@
 
 The rules, also stated at the top of README.md:
 - Fenced blocks tagged `bash` or `python` run; any other tag (`console`, `text`) is shown only.
-- `localhost:8000` becomes `localhost:<a free port>`, and the service gets that port (MLP_PORT).
+- `localhost:8000` becomes `localhost:<a free port>`, and the service gets that port (MLP_PORT);
+  `localhost:8001` likewise for gRPC (MLP_GRPC_PORT).
 - A `bash` line that starts the service (`mlp-serve` without --help/--version) runs in the
   background, as in a second terminal: the next block waits until /v2/health/ready answers 200,
   and the service is stopped (SIGTERM) when the next one starts and at the end.
@@ -144,14 +145,15 @@ def test_every_example_runs_as_printed(workdir: Path, services: list[Service]) -
     if missing:
         pytest.skip(f"the README's examples need {', '.join(missing)}: "
                     f"apt-get install {' '.join(missing)}")
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLP_")}
-    env |= {"MLP_PORT": str(port), "PYTHONPATH": str(ROOT)}
+    env |= {"MLP_PORT": str(port), "MLP_GRPC_PORT": str(grpc_port), "PYTHONPATH": str(ROOT)}
     ran = 0
     for block in readme_blocks(README.read_text()):
         if block.tag not in RUN:
             continue
-        text = block.text.replace("localhost:8000", f"localhost:{port}")
+        text = block.text.replace("localhost:8000", f"localhost:{port}").replace(
+            "localhost:8001", f"localhost:{grpc_port}")
         if block.starts_service():
             lines = commands(text)
             assert len(lines) == 1, f"README.md line {block.line}: start the service alone"
