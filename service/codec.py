@@ -56,7 +56,28 @@ def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
+        binary = _binary_kind(raw)
+        if binary is not None:
+            raise InvalidInput(f"request body is not JSON but binary data ({binary}); this "
+                               "route takes a JSON object (Content-Type: application/json)"
+                               ) from None
         raise InvalidInput(f"request body is not valid JSON: {error}") from None
+
+
+BINARY_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"), (b"\x1f\x8b", "gzip-compressed; send Content-Encoding: gzip"),
+)
+
+
+def _binary_kind(raw: bytes) -> str | None:
+    """What a body that is not UTF-8 text looks like, for the error; None for text."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        kind = next((what for magic, what in BINARY_SIGNATURES if raw.startswith(magic)), None)
+        return kind or f"starts with {raw[:8].hex(' ')}"
+    return None
 
 
 def decode_inference_request(
@@ -177,8 +198,9 @@ def encode_inference_response(
                                           HEADER_LENGTH: str(len(json_bytes))}
 
 
-def decode_instances(body: bytes) -> np.ndarray:
-    """KServe V1 `{"instances": [[784 numbers], ...]}` as an array (shape checked later)."""
+def decode_instances(body: bytes) -> tuple[np.ndarray, Any]:
+    """KServe V1 `{"instances": [[784 numbers], ...]}` as an array (shape checked later), and
+    the optional `pixel_range` field as sent (checked with the pixels)."""
     payload = parse_json(body)
     if not isinstance(payload, dict) or "instances" not in payload:
         raise InvalidInput("request body must be a JSON object with 'instances': "
@@ -192,7 +214,7 @@ def decode_instances(body: bytes) -> np.ndarray:
         raise InvalidInput("instances must be rows of equal length (784 numbers each)") from None
     if array.size and array.dtype.kind not in "iuf":
         raise InvalidInput(f"instances must hold only numbers, got JSON {_json_kind(array)}")
-    return array
+    return array, payload.get("pixel_range")
 
 
 def encode_predictions(labels: tuple[str, ...], outputs: dict[str, np.ndarray]) -> bytes:

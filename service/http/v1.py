@@ -56,7 +56,8 @@ async def serve_predict(dataplane: DataPlane, call: Call, name: str) -> Reply:
                                      dataplane.settings.max_body_bytes)
         deadline = dataplane.deadline(arrived)
         dataplane.check_deadline(deadline, arrived)  # not worth decoding
-        rows = dataplane.rows(codec.decode_instances(body), "instances")
+        instances, pixel_range = codec.decode_instances(body)
+        rows = dataplane.rows(instances, "instances", admitted.model.name, pixel_range, "v1")
     finally:
         arrival.done()  # no await from here to the batcher's queue
     served = dataplane.registry.get(name)  # after the awaits: the version now served answers

@@ -16,6 +16,7 @@ from artifact.layout import INPUT_NAME, PIXELS
 from service import statistics
 from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
 from service.metrics import Metrics
+from service.models import pixels
 from service.models.batching import (
     Arrival,
     BatcherStoppedError,
@@ -43,28 +44,34 @@ class Lifecycle:
     in_flight: int = 0
 
 
-# One integer max over the bits checks a whole float or int tensor against 0..255 (see below).
-UNSIGNED_LIMIT: dict[np.dtype[Any], tuple[np.dtype[Any], Any]] = {
-    np.dtype("<f4"): (np.dtype("<u4"), np.float32(255).view(np.uint32)),
-    np.dtype("<f8"): (np.dtype("<u8"), np.float64(255).view(np.uint64)),
-    np.dtype("<i8"): (np.dtype("<u8"), np.uint64(255)),
+# Integer maxima over the bits check a float or int tensor against 0..255 (see below):
+# dtype -> (unsigned view, bits of 255, bits of 1).
+UNSIGNED_LIMIT: dict[np.dtype[Any], tuple[np.dtype[Any], Any, Any]] = {
+    np.dtype("<f4"): (np.dtype("<u4"), np.float32(255).view(np.uint32),
+                      np.float32(1).view(np.uint32)),
+    np.dtype("<f8"): (np.dtype("<u8"), np.float64(255).view(np.uint64),
+                      np.float64(1).view(np.uint64)),
+    np.dtype("<i8"): (np.dtype("<u8"), np.uint64(255), np.uint64(1)),
 }
 FLOAT32 = np.dtype("<f4")
 
 
-def _in_pixel_range(array: np.ndarray) -> bool:
-    """Whether every value is in 0..255 (NaN is not), with as few passes as possible.
+def _raw_and_bright(array: np.ndarray) -> bool:
+    """True when every value is in 0..255 and every row's brightest pixel is above 1: the usual
+    raw rows, accepted in one pass. False means "look closer" (the exact checks follow).
 
-    float32/float64 (binary and JSON data) and int64 (JSON integers): one integer max over the
+    float32/float64 (binary and JSON data) and int64 (JSON integers): integer maxima over the
     bits -- a non-negative float's bits grow with its value and NaN/inf lie above 255.0's, and a
-    negative value (-0.0 included) has its top bit set -- so in-range tensors pass at once and
-    anything else takes the exact check. Other dtypes: min() and max(); NaN makes them NaN,
-    which compares False.
+    negative value (-0.0 included) has its top bit set. Other dtypes always look closer.
     """
     fast = UNSIGNED_LIMIT.get(array.dtype)
-    if fast is not None and array.flags.c_contiguous and array.view(fast[0]).max() <= fast[1]:
-        return True
-    return bool(array.min() >= 0 and array.max() <= 255)
+    if fast is None or not array.flags.c_contiguous:
+        return False
+    bits = array.view(fast[0])
+    if array.shape[0] == 1:
+        return bool(fast[2] < bits.max() <= fast[1])
+    peaks = bits.max(axis=1)
+    return bool(peaks.max() <= fast[1] and peaks.min() > fast[2])
 
 
 def _as_float32(array: np.ndarray) -> np.ndarray:
@@ -129,12 +136,18 @@ class DataPlane:
             "version_policy": {"specific": {"versions": [model.version]}},
         }
 
-    def rows(self, array: np.ndarray, field: str) -> np.ndarray:
-        """Check one tensor of raw pixels and return it as float32 [n, 784]."""
+    def rows(self, array: np.ndarray, field: str, model_name: str = "",
+             pixel_range: Any = None, protocol: str = "v2") -> np.ndarray:
+        """Check one tensor of pixels ([N, 784] or [N, 28, 28]; 0..255, or 0..1 when the request's
+        `pixel_range` says so) and return it as float32 [N, 784] raw pixels. Rows that look
+        scaled to 0..1 are refused unless the request declared its range (models/pixels.py)."""
+        declared = pixels.pixel_range(pixel_range, protocol)
+        array = pixels.as_rows(array)
         shape = list(array.shape)
         if array.ndim != 2 or shape[1] != PIXELS:
             raise InvalidInput(f"{field}: shape {shape} does not fit the model; expected "
-                               f"[N, {PIXELS}] (N rows of {PIXELS} raw pixel values)")
+                               f"[N, {PIXELS}] (N rows of {PIXELS} raw pixel values)"
+                               + pixels.shape_hint(shape))
         if shape[0] == 0:
             raise InvalidInput(f"{field}: the batch is empty (shape {shape}); send at least "
                                "one row")
@@ -142,7 +155,11 @@ class DataPlane:
         if shape[0] > limit:
             raise InvalidInput(f"{field}: {shape[0]} rows in one request, over the limit of "
                                f"{limit} (MLP_MAX_ROWS_PER_REQUEST); split the batch")
-        if not _in_pixel_range(array):
+        if declared == pixels.UNIT:
+            return pixels.from_unit_range(array, field)
+        if _raw_and_bright(array):
+            return _as_float32(array)
+        if not bool(array.min() >= 0 and array.max() <= 255):  # NaN compares False
             inside = (array >= 0) & (array <= 255)
             row, column = np.argwhere(~inside)[0]
             value = array[row, column].item()
@@ -150,9 +167,12 @@ class DataPlane:
                        and not np.isfinite(value) else "is outside 0..255")
             raise InvalidInput(f"{field}: value {value!r} at row {row}, column {column} "
                                f"{problem}; expected raw pixel values in 0..255")
+        if declared is None:
+            pixels.refuse_scaled_rows(array, field, model_name, protocol)
         return _as_float32(array)
 
-    def v2_rows(self, model: ModelVersion, tensors: dict[str, np.ndarray]) -> np.ndarray:
+    def v2_rows(self, model: ModelVersion, request: InferenceRequest,
+                tensors: dict[str, np.ndarray]) -> np.ndarray:
         """The pixels of a V2 request: exactly one input, named as the model names it."""
         unknown = sorted(set(tensors) - {INPUT_NAME})
         if unknown:
@@ -161,7 +181,8 @@ class DataPlane:
         if INPUT_NAME not in tensors:
             raise InvalidInput(f"input '{INPUT_NAME}' is missing; model {model.name!r} needs "
                                f"'{INPUT_NAME}' FP32 [N, {PIXELS}]")
-        return self.rows(tensors[INPUT_NAME], f"input '{INPUT_NAME}'")
+        declared = (request.parameters or {}).get(pixels.PARAMETER)
+        return self.rows(tensors[INPUT_NAME], f"input '{INPUT_NAME}'", model.name, declared)
 
     def v2_outputs(self, model: ModelVersion, request: InferenceRequest) -> list[tuple[str, bool]]:
         """(name, binary?) of each output to return; unknown names are refused before running."""
@@ -226,7 +247,7 @@ class DataPlane:
         arrival); from the lookup to the batcher's queue there is no await, so it cannot change.
         """
         served = self.registry.get(name, version)
-        rows = self.v2_rows(served.model, tensors)
+        rows = self.v2_rows(served.model, request, tensors)
         chosen = self.v2_outputs(served.model, request)
         result = await self.predict(served, rows, self.deadline(arrived, request.parameters),
                                     arrived)

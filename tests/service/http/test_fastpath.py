@@ -48,6 +48,14 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("/v2/models/nope/infer", JSON_BODY, {}),
     (f"/v1/models/{MODEL}:predict", V1_BODY, {}),
     (f"/v1/models/{MODEL}:predict", b'{"instances": [[1, 2]]}', {}),
+    # inputs as people have them (service/models/pixels.py): 0..1, declared or not; 28x28; PNG
+    (f"/v2/models/{MODEL}/infer", json.dumps({"inputs": [{
+        "name": "input", "shape": [3, 28, 28], "datatype": "FP32",
+        "data": (ROWS / 255).tolist()}]}).encode(), {}),
+    (f"/v2/models/{MODEL}/infer", json.dumps({"parameters": {"pixel_range": "0..1"}, "inputs": [{
+        "name": "input", "shape": [3, 28, 28], "datatype": "FP32",
+        "data": (ROWS / 255).tolist()}]}).encode(), {}),
+    (f"/v1/models/{MODEL}:predict", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", {}),
 ]
 
 
@@ -79,7 +87,8 @@ def test_hot_path_answers_byte_for_byte_as_fastapi_routes(
         metrics = [client.get("/metrics").text for client in (hot, plain)]
     assert len(served) == len(CASES)  # the hot app took HotPath, the plain one never did
     statuses = [status for status, _, _ in hot_answers]
-    assert statuses == [200, 200, 200, 200, 400, 400, 400, 413, 404, 400, 404, 200, 400]
+    assert statuses == [200, 200, 200, 200, 400, 400, 400, 413, 404, 400, 404, 200, 400,
+                        400, 200, 400]
     assert hot_answers == plain_answers
     assert hot_answers[1][1]["content-encoding"] == "gzip"
     _, binary_headers, binary_body = hot_answers[2]
