@@ -5,7 +5,11 @@ No other module reads `os.environ`; `mlp-serve` flags override the environment f
 
 from __future__ import annotations
 
+import difflib
 import hmac
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -76,6 +80,12 @@ class Settings(BaseSettings):
     """Pin worker i (its event loop and model thread) to the i-th CPU it may use: on, off, or
     auto = on when there is one worker per usable CPU (the service owns the machine)."""
 
+    @field_validator("log_level", "cpu_pinning", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        """`--log-level INFO` as well as info: the names, not their spelling, matter."""
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("models")
     @classmethod
     def _models_parse(cls, value: str) -> str:
@@ -145,3 +155,30 @@ def parse_model_selection(text: str) -> dict[str, int | None]:
             raise ValueError(f"MLP_MODELS entry {item!r}: version must be a positive integer")
         selection[name] = int(version) if version else None
     return selection
+
+
+# MLP_* names in the environment that are not settings, yet not typos: docker-compose.yml's host
+# port (read by compose), and the variables Kubernetes injects for a Service whose name starts
+# with "mlp-" (mlp-serve -> MLP_SERVE_SERVICE_HOST, MLP_SERVE_PORT_8000_TCP_ADDR, ...).
+NOT_SETTINGS = frozenset({"MLP_PUBLISH_PORT"})
+SERVICE_LINK = re.compile(
+    r"MLP_[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)"
+    r"(_PROTO|_PORT|_ADDR)?)?)"
+)
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> str | None:
+    """A message for the first MLP_* variable that is no setting (a typo like MLP_WORKER is
+    otherwise ignored in silence), naming the closest setting; None when all are known."""
+    known = {f"MLP_{name.upper()}" for name in Settings.model_fields}
+    for key in sorted(os.environ if environ is None else environ):
+        name = key.upper()
+        if (not name.startswith("MLP_") or name in known or name in NOT_SETTINGS
+                or SERVICE_LINK.fullmatch(name)):
+            continue
+        guess = difflib.get_close_matches(name[4:].lower(), list(Settings.model_fields), n=1,
+                                          cutoff=0.6)  # without the shared prefix
+        hint = f"; did you mean MLP_{guess[0].upper()}?" if guess else ""
+        return (f"unknown environment variable {key}{hint} (every MLP_* variable is a setting; "
+                "mlp-serve --help lists them)")
+    return None

@@ -9,6 +9,7 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -39,19 +40,26 @@ def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn.Server whose SIGTERM first drains: 503 for new work, answer in-flight, exit 0."""
+    """uvicorn.Server whose SIGTERM first drains: 503 for new work, answer in-flight, exit 0.
 
-    def __init__(self, config: uvicorn.Config, settings: Settings, lifecycle: Lifecycle) -> None:
+    `on_started` runs once the models are loaded and the socket listens (the ready line, or a
+    worker's report): never earlier, so "ready" is never followed by a bind error.
+    """
+
+    def __init__(self, config: uvicorn.Config, settings: Settings, lifecycle: Lifecycle,
+                 on_started: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.settings = settings
         self.lifecycle = lifecycle
+        self.on_started = on_started
         self.drain_started: float | None = None
         self.grpc: GrpcServer | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's start-up (lifespan: the models; then the HTTP listener), then the gRPC
         listener in this same loop, over the same app, so both feed the same batchers. A gRPC
-        port someone else holds stops start-up first, before the models load."""
+        port someone else holds stops start-up first, before the models load. Then
+        `on_started`, once both listen."""
         host, port = self.settings.host, self.settings.grpc_port
         try:
             listen_socket(host, port, reuse_port=self.settings.workers > 1).close()
@@ -72,6 +80,8 @@ class DrainingServer(uvicorn.Server):
             self.started, self.should_exit = False, True
             return
         self.grpc = grpc
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop the gRPC listener (running RPCs get what is left of the grace), then uvicorn's

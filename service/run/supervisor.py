@@ -32,12 +32,10 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client.multiprocess import mark_process_dead
 
 from service.http.app import create_app, ready_message
-from service.models.dataplane import Lifecycle
 from service.models.fleet import Applied, CommandRelay, FleetLink, Ready, Submit
 from service.run.affinity import pin_to_cpu
 from service.run.server import (
@@ -73,21 +71,6 @@ def exit_with_supervisor(supervisor_pid: int) -> None:
         raise SystemExit(FAILED_EXIT)
 
 
-class WorkerServer(DrainingServer):
-    """DrainingServer that calls `on_started` once its models are loaded and it listens."""
-
-    def __init__(self, config: uvicorn.Config, settings: Settings, lifecycle: Lifecycle,
-                 on_started: Callable[[], None]) -> None:
-        super().__init__(config, settings, lifecycle)
-        self.on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's start-up (lifespan, then listen), then the report."""
-        await super().startup(sockets=sockets)
-        if self.started:
-            self.on_started()
-
-
 def served_versions(app: FastAPI) -> dict[str, int]:
     """{model name: version} the app serves now."""
     registry = app.state.registry
@@ -110,8 +93,8 @@ def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid
     except OSError as error:
         logger.error(listen_error(settings.host, settings.port, "--port (MLP_PORT)", error))
         raise SystemExit(STARTUP_FAILED_EXIT) from None
-    server = WorkerServer(config, settings, app.state.lifecycle,
-                          lambda: link.report_ready(served_versions(app)))
+    server = DrainingServer(config, settings, app.state.lifecycle,
+                            on_started=lambda: link.report_ready(served_versions(app)))
     server.run(sockets=[sock])
     if not server.started:
         raise SystemExit(STARTUP_FAILED_EXIT)

@@ -85,9 +85,9 @@ def test_ready_line_curl_gets_a_prediction_and_requests_log_one_line(
     started: ServerProcess,
 ) -> None:
     ready = next(line for line in started.stderr().splitlines() if "ready: serving" in line)
-    command = ready.split("; try: ", 1)[1]
+    command = ready.split("from the repository's folder, try: ", 1)[1]
     output = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
-                            check=True).stdout
+                            check=True, cwd=Path(__file__).resolve().parents[2]).stdout
     prediction = json.loads(output)["predictions"][0]
     assert set(prediction) == {"label", "class_name", "probabilities"}
     httpx.post(f"{started.url}/v2/models/{MODEL}/infer", content=ROW,
