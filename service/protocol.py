@@ -151,9 +151,11 @@ class ErrorResponse(_Wire):
 
 
 class PredictRequest(_Wire):
-    """KServe V1 predict body: a list of rows of 784 raw pixel values (0..255)."""
+    """KServe V1 predict body: rows of 784 raw pixel values (0..255), or 28x28 images."""
 
-    instances: list[list[float]]
+    instances: list[list[float]] | list[list[list[float]]]
+    pixel_range: str | None = Field(None, examples=["0..1"], description=(
+        '"0..255" (raw pixels, the default) or "0..1" (pixels divided by 255)'))
 
 
 class Prediction(_Wire):

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from service.errors import ServiceError, StartupError, describe_validation_errors
-from service.http import control, ops, stats, v1, v2
+from service.http import control, docs, ops, stats, v1, v2
 from service.http.call import Reply, json_response
 from service.http.fastpath import INTERNAL_ERROR, HotPath, HotRoute, hot_routes
 from service.http.requestlog import RequestLog, RequestLogMiddleware
@@ -92,9 +92,8 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
         settle_heap()
         if fleet is not None:
             fleet.listen(registry)
-        lifecycle.ready = True
+        lifecycle.ready = True  # the ready line waits for the socket (service/run/server.py)
         if multiprocess_dir is None:
-            logger.info(ready_message(settings, registry.names()))
             yield
         else:
             refresher = asyncio.create_task(metrics.keep_gauges_fresh())
@@ -108,7 +107,7 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
     # FastAPI's OpenTelemetry hooks are off: the service exports Prometheus metrics itself, and
     # the check for configured OTel providers cost ~10 us on every request.
     app = ServiceApp(title="mlp-serve", version=SERVER_VERSION, lifespan=lifespan,
-                     redoc_url=None, description=__doc__,
+                     docs_url=None, redoc_url=None, description=docs.DESCRIPTION,
                      telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
     app.state.registry, app.state.dataplane, app.state.control = registry, dataplane, model_control
@@ -117,6 +116,7 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
     if settings.control_enabled:
         app.include_router(control.router)
     add_error_handlers(app)
+    docs.add_docs(app)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
 
@@ -156,8 +156,8 @@ def ready_message(settings: Settings, names: list[str], workers: str = "") -> st
     url = f"http://{host}:{settings.port}/v1/models/{names[0]}:predict"
     serving = f"{workers} serving" if workers else "serving"
     return (f"ready: {serving} {', '.join(names)} on http://{settings.host}:{settings.port} "
-            f"and gRPC {settings.host}:{settings.grpc_port}; try:"
-            f" curl -s {url} -d \"{{\\\"instances\\\": [[$(printf '0,%.0s' $(seq 783))0]]}}\"")
+            f"and gRPC {settings.host}:{settings.grpc_port}; from the repository's folder, try: "
+            f"curl -s {url} -d @samples/digit-7.v1.json")
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -201,5 +201,5 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
-        app.openapi_schema = schema
+        app.openapi_schema = docs.annotate(schema)
     return app.openapi_schema

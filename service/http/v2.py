@@ -31,12 +31,14 @@ INFER_BODY = {
         "required": True,
         "description": "A V2 InferenceRequest as JSON; with the binary tensor data extension, "
         "the JSON header (its length in the Inference-Header-Content-Length header) followed "
-        "by the raw little-endian tensor bytes. Input `input` has shape [N, 784] of raw pixel "
-        "values 0..255. Datatype rule: FP32 is native; UINT8..UINT64, INT8..INT64, FP16 and "
-        "FP64 are converted to float32 after the 0..255 check (so the conversion is exact for "
-        "integers and never overflows); BOOL, BYTES and BF16 are refused with 400. JSON data "
-        "may be flat or nested; integer datatypes refuse fractional JSON numbers. Any "
-        "Content-Type is accepted; Content-Encoding gzip or deflate is decoded.",
+        "by the raw little-endian tensor bytes. Input `input` has shape [N, 784] (or "
+        "[N, 28, 28]) of raw pixel values 0..255; pixels divided by 255 need the request "
+        "parameter `pixel_range: \"0..1\"`. Datatype rule: FP32 is native; UINT8..UINT64, "
+        "INT8..INT64, FP16 and FP64 are converted to float32 after the 0..255 check (so the "
+        "conversion is exact for integers and never overflows); BOOL, BYTES and BF16 are "
+        "refused with 400. JSON data may be flat or nested; integer datatypes refuse "
+        "fractional JSON numbers. Any Content-Type is accepted; Content-Encoding gzip or "
+        "deflate is decoded.",
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
