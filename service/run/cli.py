@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     try:  # first: a taken port is one line, before any model loads
         sock = listen_socket(settings.host, settings.port, reuse_port=False)
     except OSError as error:
-        logger.error(listen_error(settings, error))
+        logger.error(listen_error(settings.host, settings.port, "--port (MLP_PORT)", error))
         raise SystemExit(STARTUP_FAILED_EXIT) from None
     listening = settings.model_copy(update={"port": sock.getsockname()[1]})  # --port 0 too
     pin_to_cpu(0, settings)  # before create_app starts the model thread
