@@ -13,8 +13,14 @@ from pydantic import SecretStr, ValidationError
 
 from service.http.app import create_app, ready_message
 from service.run.affinity import pin_to_cpu
-from service.run.server import STARTUP_FAILED_EXIT, DrainingServer, configure_logging, serve_config
-from service.run.supervisor import listen_error, listen_socket, supervise
+from service.run.server import (
+    STARTUP_FAILED_EXIT,
+    DrainingServer,
+    configure_logging,
+    listen_socket,
+    serve_config,
+)
+from service.run.supervisor import listen_error, supervise
 from service.settings import Settings, unknown_environment
 
 logger = logging.getLogger("mlp_serve")
