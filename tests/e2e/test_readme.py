@@ -166,3 +166,18 @@ def test_every_example_runs_as_printed(workdir: Path, services: list[Service]) -
         run_block(Block(block.tag, text, block.line), workdir, env)
         ran += 1
     assert ran >= 5
+
+
+def test_contents_lists_every_section() -> None:
+    """Each `## ` section is in the table of contents, in order, with a working anchor."""
+    text = README.read_text()
+    outside_code = FENCE.sub("", text)
+    sections = [line[3:] for line in outside_code.splitlines()
+                if line.startswith("## ") and line != "## Contents"]
+    listed = re.findall(r"^- \[(.+)\]\(#([^)]+)\)$", text, re.MULTILINE)
+    assert [title for title, _ in listed] == sections
+
+    def anchor(title: str) -> str:  # GitHub's rule: lower case, drop punctuation, spaces to -
+        return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+    assert [target for _, target in listed] == [anchor(title) for title in sections]
