@@ -64,9 +64,10 @@ class InferenceServicer:
         model is not ready (as Triton answers), a malformed version is INVALID_ARGUMENT."""
         version = version_of(request.version)
         try:
-            self.dataplane.registry.get(request.name, version)
+            served = self.dataplane.registry.get(request.name, version)
         except ModelNotFound:
             return pb.ModelReadyResponse(ready=False)
+        call.answered_by(served.model.name, served.model.version)
         return pb.ModelReadyResponse(ready=self.dataplane.is_ready())
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
