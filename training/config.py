@@ -49,8 +49,8 @@ class TrainConfig(BaseModel):
     """History JSON and plots go to <runs_dir>/<name>/<timestamp>/."""
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     """Share of the training split held out for early stopping and learning curves."""
-    seed: int = 0
-    """Seeds weights, dropout, validation split and batch order."""
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    """Seeds weights, dropout, validation split and batch order (0..2^32-1, NumPy's range)."""
 
     # model
     hidden_sizes: list[PositiveInt] = [256]

@@ -1,16 +1,21 @@
 """Atomic publishing into the model repository: a version appears complete or not at all.
 
 Files go into a hidden sibling folder `.tmp-<version>-<random>/`, are fsynced, and the folder is
-renamed to `<version>/`. rename() of a directory onto an existing non-empty one fails, so two
-publishers racing for the same number cannot both win: the loser retries with the next one.
+renamed to `<version>/`. Publishers on one machine take turns: each holds an exclusive flock on
+the model folder itself (no lock file to leave behind; the kernel drops it when a publisher dies)
+while it picks a number and renames. rename() of a directory onto an existing non-empty one
+fails, so a publisher that does not lock (another host on shared storage, a copy by hand) still
+cannot overwrite a version: the loser retries with the next number.
 """
 
+import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from artifact.layout import TEMP_PREFIX, complete_versions, version_numbers
@@ -18,6 +23,8 @@ from artifact.names import is_version
 
 STALE_SECONDS = 3600  # a temp folder this old belongs to a killed run, not a live publisher
 ATTEMPTS = 20
+LOCK_WAIT_SECONDS = 120.0  # a publish takes well under a second; longer means a stuck publisher
+LOCK_POLL_SECONDS = 0.05
 FOLDER_MODE = 0o755  # mkdtemp makes 0700; a service running as another user must read versions
 FILE_MODE = 0o644  # whatever the trainer's umask, the files stay readable by the service
 
@@ -65,6 +72,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
+@contextlib.contextmanager
+def _turn(model_dir: Path, wait_s: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Hold the model folder's exclusive flock: one publisher at a time picks a number."""
+    descriptor = os.open(model_dir, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise PublishError(f"another publisher has held {model_dir} for over "
+                                       f"{wait_s:.0f} s; nothing was written, try again") from None
+                time.sleep(LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def publish(repository: Path, name: str, build_files: Callable[[int], dict[str, bytes]]) -> Path:
     """Write `build_files(version)` as the next version of `name`; return the new folder.
 
@@ -76,6 +103,12 @@ def publish(repository: Path, name: str, build_files: Callable[[int], dict[str, 
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PublishError(f"cannot create {model_dir}: {error.strerror}") from None
+    with _turn(model_dir):
+        return _publish_next(model_dir, build_files)
+
+
+def _publish_next(model_dir: Path, build_files: Callable[[int], dict[str, bytes]]) -> Path:
+    """Write the next free version; retry with a higher number if someone took it meanwhile."""
     remove_stale_temp_folders(model_dir)
     for _ in range(ATTEMPTS):
         versions = existing_versions(model_dir)

@@ -57,6 +57,8 @@ def test_override_with_dashes_and_quoted_string() -> None:
         ("name=mnist..v2", "name: model name 'mnist..v2' is invalid: expected [a-z0-9]"),
         ("weight_decay=0.01", "weight_decay=0.01 only applies to optimizer 'adamw', got 'adam'"),
         ("nokeyvalue", "override 'nokeyvalue' is not key=value"),
+        ("seed=-1", "seed: Input should be greater than or equal to 0 (got -1)"),
+        ("seed=4294967296", "seed: Input should be less than or equal to 4294967295"),
     ],
 )
 def test_bad_override_names_the_key(override: str, message: str) -> None:

@@ -123,6 +123,40 @@ def test_csv_class_too_small_for_the_test_split(tmp_path: Path) -> None:
         load_dataset(str(path))
 
 
+@pytest.mark.parametrize("label", ["1e20", "-1e20", "99999999999999999999", "2147483648"])
+def test_csv_label_too_large_for_a_class_id(tmp_path: Path, label: str) -> None:
+    """1e20 used to wrap to class -9223372036854775808 in int64 and be published."""
+    lines = csv_text(LABELS).splitlines()
+    lines[3] = label + lines[3][1:]
+    path = tmp_path / "huge.csv"
+    path.write_text("\n".join(lines))
+    with pytest.raises(DataError, match=re.escape(f"{path}: row 4, column 1: label ")
+                       + ".* is too large for a class id; labels must be integers between "
+                       "-2147483647 and 2147483647"):
+        load_dataset(str(path))
+
+
+def test_npz_label_too_large_for_a_class_id(tmp_path: Path, make_images) -> None:
+    y = (np.arange(8) % 2).astype(np.float64)
+    y[5] = 1e20
+    x = make_images(np.arange(8) % 2, 0)
+    path = write_npz(tmp_path / "m.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match=re.escape(f"{path} [train]: label 5 is 1e+20, too large "
+                                                  "for a class id")):
+        load_dataset(str(path))
+
+
+def test_npz_class_only_in_the_test_split_is_refused(tmp_path: Path, make_images) -> None:
+    """A model never shown class 3 would be published with 0.0 on it."""
+    y_train, y_test = np.arange(12) % 3, np.arange(8) % 4
+    path = write_npz(tmp_path / "m.npz", x_train=make_images(y_train, 1), y_train=y_train,
+                     x_test=make_images(y_test, 2), y_test=y_test)
+    with pytest.raises(DataError, match=re.escape(
+            f"{path}: class '3' is in the test split (2 rows) but not in the training split; "
+            "a model cannot learn a class it never sees")):
+        load_dataset(str(path))
+
+
 def write_npz(path: Path, **arrays: np.ndarray) -> Path:
     np.savez(path, **arrays)
     return path

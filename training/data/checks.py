@@ -5,6 +5,7 @@ import numpy as np
 from training.data.dataset import FEATURES, DataError
 
 SIDE = 28  # images are SIDE x SIDE, row-major
+LABEL_LIMIT = 2**31  # class ids are small integers; |label| at or past this is a data error
 
 
 def as_pixels(values: np.ndarray, source: str) -> np.ndarray:
@@ -40,14 +41,22 @@ def as_labels(values: np.ndarray, source: str) -> np.ndarray:
         values = values[:, 0]
     if values.ndim != 1:
         raise DataError(f"{source}: labels have shape {list(values.shape)}, expected [N]")
-    if np.issubdtype(values.dtype, np.integer):
-        return values.astype(np.int64)
-    if not np.issubdtype(values.dtype, np.floating):
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
         raise DataError(f"{source}: labels have dtype {values.dtype}, expected integers")
-    bad = ~np.isfinite(values) | (values != np.round(values))
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"{source}: label {row} is {values[row].item()!r}, expected an integer")
+    if np.issubdtype(values.dtype, np.floating):
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{source}: label {row} is {values[row].item()!r}, expected an "
+                            "integer")
+    # Why: a float label such as 1e20 would wrap to -9223372036854775808 in int64 and be
+    # published as a class; a uint64 label past int64 would wrap the same way.
+    too_big = np.abs(values.astype(np.float64)) >= LABEL_LIMIT
+    if too_big.any():
+        row = int(np.argmax(too_big))
+        raise DataError(f"{source}: label {row} is {values[row].item()!r}, too large for a class "
+                        f"id; labels must be integers between {-LABEL_LIMIT + 1} and "
+                        f"{LABEL_LIMIT - 1}")
     return values.astype(np.int64)
 
 
@@ -55,6 +64,24 @@ def check_same_count(x: np.ndarray, y: np.ndarray, source: str) -> None:
     """Images and labels must pair up one to one."""
     if len(x) != len(y):
         raise DataError(f"{source}: {len(x)} images but {len(y)} labels; the counts must match")
+
+
+def check_classes_trained(y_train: np.ndarray, y_test: np.ndarray, class_names: tuple[str, ...],
+                          source: str) -> None:
+    """Every class the test split holds must also be in the training split.
+
+    Why: a model never shown a class cannot predict it; it would be published with 0.0 on
+    that class and its overall accuracy would hide it.
+    """
+    missing = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if len(missing):
+        names = ", ".join(repr(class_names[int(c)]) if 0 <= c < len(class_names) else str(int(c))
+                          for c in missing)
+        raise DataError(
+            f"{source}: class {names} is in the test split ({int(np.isin(y_test, missing).sum())}"
+            f" rows) but not in the training split; a model cannot learn a class it never sees: "
+            "add training rows of it or drop it from the test files"
+        )
 
 
 def check_label_range(y: np.ndarray, num_classes: int, source: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import download, idx, npz, tabular
-from training.data.checks import check_label_range
+from training.data.checks import check_classes_trained, check_label_range
 from training.data.dataset import DataError, Dataset
 from training.data.split import stratified_indices
 
@@ -87,6 +87,7 @@ def _from_arrays(
         classes = tuple(str(c) for c in range(count))
     check_label_range(y_train, len(classes), f"{name} [train]")
     check_label_range(y_test, len(classes), f"{name} [test]")
+    check_classes_trained(y_train, y_test, classes, name)
     return Dataset(name, x_train, y_train, x_test, y_test, classes)
 
 

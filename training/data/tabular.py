@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.checks import as_labels, as_pixels
+from training.data.checks import LABEL_LIMIT, as_labels, as_pixels
 from training.data.dataset import FEATURES, DataError
 from training.data.files import read_bytes
 
@@ -74,6 +74,14 @@ def read_csv(path: Path, label_column: int = 0) -> tuple[np.ndarray, np.ndarray]
         raise DataError(
             f"{path}: row {first_row + row}, column {label_column % COLUMNS + 1}: label "
             f"{labels[row].item()!r} is not a whole number; labels must be integers"
+        )
+    too_big = np.abs(labels) >= LABEL_LIMIT
+    if too_big.any():
+        row = int(np.argmax(too_big))
+        raise DataError(
+            f"{path}: row {first_row + row}, column {label_column % COLUMNS + 1}: label "
+            f"{labels[row].item()!r} is too large for a class id; labels must be integers "
+            f"between {-LABEL_LIMIT + 1} and {LABEL_LIMIT - 1}"
         )
     outside = (pixels < 0) | (pixels > 255) | (pixels != np.round(pixels))
     if outside.any():
