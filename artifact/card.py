@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from artifact.layout import CARD_FILE, ONNX_FILE
+from artifact.layout import CARD_FILE, ONNX_FILE, read_file
 from artifact.names import ArtifactError
 
 SCHEMA_VERSION = 1
@@ -19,10 +19,9 @@ SCHEMA_VERSION = 1
 
 def read_card(folder: Path) -> dict[str, Any]:
     """The card of the version in `folder`: a JSON object with an `onnx` object."""
+    raw = read_file(folder / CARD_FILE)
     try:
-        card = json.loads((folder / CARD_FILE).read_bytes(), parse_constant=_not_json)
-    except FileNotFoundError:
-        raise ArtifactError(f"{CARD_FILE} is missing") from None
+        card = json.loads(raw, parse_constant=_not_json)
     except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
         raise ArtifactError(f"{CARD_FILE} is not valid JSON ({error})") from None
     if not isinstance(card, dict) or not isinstance(card.get("onnx"), dict):
@@ -53,10 +52,7 @@ def read_verified_onnx(folder: Path, card: dict[str, Any]) -> bytes:
     if card["onnx"].get("file") != ONNX_FILE:
         raise ArtifactError(f"{CARD_FILE} onnx.file is {card['onnx'].get('file')!r}; "
                             f"only {ONNX_FILE!r} is loaded")
-    try:
-        data = (folder / ONNX_FILE).read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"{ONNX_FILE} is missing") from None
+    data = read_file(folder / ONNX_FILE)
     actual = hashlib.sha256(data).hexdigest()
     if actual != card["onnx"].get("sha256"):
         raise ArtifactError(

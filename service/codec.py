@@ -9,13 +9,13 @@ stay exact (FP64 fractions round to the nearest float32). BOOL, BYTES and BF16 a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from service import bounds
 from service.errors import InvalidInput, describe_validation_errors
 from service.protocol import DATATYPE_OF_DTYPE, DATATYPES, InferenceRequest
 
@@ -45,8 +45,7 @@ def parse_header_length(header_length: str | None) -> int | None:
     """The Inference-Header-Content-Length as an int, None when absent or not ASCII digits."""
     if header_length is None:
         return None
-    text = header_length.strip()
-    return int(text) if text.isascii() and text.isdigit() else None
+    return bounds.header_number(header_length, "Inference-Header-Content-Length")
 
 
 def parse_json(raw: bytes) -> Any:
@@ -84,10 +83,14 @@ def decode_inference_request(
     json_part: bytes, binary: bytes | memoryview
 ) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
     """Parse a V2 request and its input tensors (JSON data or binary_data_size chunks)."""
+    payload = parse_json(json_part)
+    bounds.check_request(payload)  # before pydantic builds an object (or an error) per entry
     try:
-        request = InferenceRequest.model_validate(parse_json(json_part))
+        request = InferenceRequest.model_validate(payload)
     except ValidationError as error:
         raise InvalidInput(describe_validation_errors(error.errors())) from None
+    # JSON true/false would become 1/0: look for them only when the body spells one.
+    maybe_bools = b"true" in json_part or b"false" in json_part
     tensors: dict[str, np.ndarray] = {}
     offset = 0
     for item in request.inputs:
@@ -101,6 +104,9 @@ def decode_inference_request(
                                "inline or as binary_data_size")
         size = parameters.get("binary_data_size")
         if size is None:
+            if maybe_bools and bounds.contains_bool(item.data):
+                raise InvalidInput(f"input {item.name!r}: data must hold only numbers, got "
+                                   "JSON true/false")
             tensors[item.name] = _from_json(item.name, item.data, dtype, item.shape, count)
             continue
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -129,10 +135,9 @@ def tensor_dtype(name: str, datatype: str) -> np.dtype[Any]:
 
 
 def element_count(name: str, shape: list[int]) -> int:
-    """How many values `shape` holds, or 400 for a negative size (HTTP and gRPC)."""
-    if shape and min(shape) < 0:
-        raise InvalidInput(f"input {name!r}: shape {shape} has a negative size")
-    return math.prod(shape)
+    """How many values `shape` holds (HTTP and gRPC), or 400 for a shape no tensor can have
+    (negative, huge or too many dimensions; service/bounds.py)."""
+    return bounds.element_count(name, shape)
 
 
 def _from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int],
@@ -140,6 +145,9 @@ def _from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int],
     if data is None:
         raise InvalidInput(f"input {name!r} has no data; send 'data' or "
                            "parameters.binary_data_size with binary data")
+    if isinstance(data, list) and len(data) > max(count, 1):  # before numpy copies it all
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values but data has "
+                           f"{len(data)} or more")
     try:
         array = np.asarray(data)
     except (ValueError, TypeError):
@@ -208,6 +216,8 @@ def decode_instances(body: bytes) -> tuple[np.ndarray, Any]:
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise InvalidInput(f"instances must be a list of rows, got {type(instances).__name__}")
+    if (b"true" in body or b"false" in body) and bounds.contains_bool(instances):
+        raise InvalidInput("instances must hold only numbers, got JSON true/false")
     try:
         array = np.asarray(instances, dtype=None)
     except (ValueError, TypeError):

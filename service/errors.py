@@ -104,6 +104,19 @@ class DeadlineExceeded(ServiceError):
     status_code = 504
 
 
+class BodyTimeout(DeadlineExceeded):
+    """The client stopped sending its body before the request's deadline (504); the
+    connection is closed, since the rest of the body may still be on its way."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"the request body was not complete within the request deadline "
+                         f"(received {received} bytes; MLP_REQUEST_TIMEOUT_MS)")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
 class StartupError(Exception):
     """The server cannot start (bad repository, a model that fails verification)."""
 

@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     """Seconds an idle keep-alive connection stays open. Keep it above clients' and load
     balancers' idle expiry (httpx 5 s, AWS ALB 60 s): a server that closes first races a client
     reusing the connection, and that request fails."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """Longest a client may take to send a request's headers (counted from its first byte,
+    or from connecting for the first request); slower gets 408 and the connection closed."""
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest request head (request line and headers) accepted; larger gets 431."""
+    max_connections: int = Field(1000, ge=1)
+    """Open connections per worker (lowered to fit `ulimit -n`); past it the connection idle
+    the longest is closed to make room, or the new one if none is idle."""
+    worker_stall_s: float = Field(10.0, gt=0)
+    """With --workers: a worker whose event loop has not reported for this long (stopped,
+    wedged) is killed and handled as a dead worker."""
     shutdown_delay_s: float = Field(0.0, ge=0)
     """On SIGTERM, time to keep answering 503 (not ready) before closing the listener."""
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")

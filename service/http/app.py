@@ -91,8 +91,9 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
             raise
         settle_heap()
         if fleet is not None:
-            fleet.listen(registry)
-        lifecycle.ready = True  # the ready line waits for the socket (service/run/server.py)
+            fleet.listen(registry, lifecycle)  # ready once every worker listens (FleetReady)
+        else:
+            lifecycle.ready = True  # the ready line waits for the socket (service/run/server.py)
         if multiprocess_dir is None:
             yield
         else:

@@ -49,8 +49,11 @@ def _body_doc(schema: str) -> dict[str, Any]:
 
 
 async def _optional_json(request: Request, limit: int, model: type[Any]) -> Any:
-    """Parse an optional small JSON body into `model` (an empty body means defaults)."""
-    body = await read_body(request.receive, request.headers, limit)
+    """Parse an optional small JSON body into `model` (an empty body means defaults), read
+    within the request deadline counted from arrival."""
+    timeout_s = request.app.state.settings.request_timeout_ms / 1000
+    deadline = Call.from_request(request).arrived + timeout_s
+    body = await read_body(request.receive, request.headers, limit, deadline)
     try:
         return model.model_validate(codec.parse_json(body) if body.strip() else {})
     except ValidationError as error:

@@ -81,8 +81,8 @@ class HotPath:
                 reply = INTERNAL_ERROR
             status = reply.status
             await send({"type": "http.response.start", "status": status,
-                        "headers": reply.raw_headers((REQUEST_ID,
-                                                      note["request_id"].encode()))})
+                        "headers": reply.raw_headers((REQUEST_ID, note["request_id"].encode()),
+                                                     *self.log.closing())})
             await send({"type": "http.response.body", "body": reply.body})
         finally:
             self.log.finish(scope, note, route.path, status)

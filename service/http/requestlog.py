@@ -24,6 +24,28 @@ from service.models.dataplane import Lifecycle
 logger = logging.getLogger("mlp_serve.request")
 MAX_ID_CHARS = 128
 REQUEST_ID = b"x-request-id"
+CLOSE = ((b"connection", b"close"),)
+
+
+# C0 controls, DEL and C1 controls (U+0085 NEL is a line break to some log readers too).
+CONTROL_CHARACTERS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+CONTROL_CHARACTERS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (a newline as \\n), so
+    nothing a client sends (a path with %0A, a model name) can start a fake log line or
+    colour a terminal."""
+    return text.translate(CONTROL_CHARACTERS) if not text.isprintable() else text
+
+
+class OneLineFormatter(logging.Formatter):
+    """A Formatter whose messages never span lines: control characters in the message are
+    escaped (a traceback, when a record carries one, still follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 class RequestIds:
@@ -48,6 +70,12 @@ class RequestLog:
         self.metrics = metrics
         self.lifecycle = lifecycle
         self.ids = RequestIds()
+
+    def closing(self) -> tuple[tuple[bytes, bytes], ...]:
+        """`Connection: close` while draining: every answer then tells a keep-alive client
+        (one with no load balancer in front) to reconnect, to another replica or to this one
+        once it is back, instead of writing its next request into a socket about to close."""
+        return CLOSE if self.lifecycle.draining else ()
 
     def start(self, scope: Scope) -> dict[str, Any]:
         """Note the arrival and the request id (the client's or a new one); count it in flight."""
@@ -92,7 +120,8 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), id_header]
+                message["headers"] = [*message.get("headers", []), id_header,
+                                      *self.log.closing()]
             await send(message)
 
         try:

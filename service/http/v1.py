@@ -52,9 +52,9 @@ async def serve_predict(dataplane: DataPlane, call: Call, name: str) -> Reply:
     admitted, arrival = dataplane.admit(name, None)
     try:
         call.answered_by(admitted.model.name, admitted.model.version)
-        body = await read_body(call.receive, call.headers,
-                                     dataplane.settings.max_body_bytes)
         deadline = dataplane.deadline(arrived)
+        body = await read_body(call.receive, call.headers,
+                               dataplane.settings.max_body_bytes, deadline)
         dataplane.check_deadline(deadline, arrived)  # not worth decoding
         instances, pixel_range = codec.decode_instances(body)
         rows = dataplane.rows(instances, "instances", admitted.model.name, pixel_range, "v1")

@@ -53,18 +53,20 @@ async def server_metadata(dataplane: DataPlaneDep) -> Response:
     return json_response(dataplane.server_metadata())
 
 
-@router.get("/v2/health/live")
+# Health and readiness answer HEAD too: uptime monitors and some load balancers probe with it.
+@router.api_route("/v2/health/live", methods=["GET", "HEAD"])
 async def live() -> Response:
     """200 while the process can answer at all."""
     return json_response({"live": True})
 
 
-@router.get("/v2/health/ready", response_model=ReadyResponse, responses=ERRORS)
+@router.api_route("/v2/health/ready", methods=["GET", "HEAD"], response_model=ReadyResponse,
+                  responses=ERRORS)
 async def ready(dataplane: DataPlaneDep) -> Response:
-    """200 once every model is loaded; 503 while starting or shutting down."""
+    """200 when every served model is ready (and at least one is served); 503 while starting,
+    shutting down, or after the last model was unloaded."""
     if not dataplane.is_ready():
-        reason = "shutting down" if dataplane.lifecycle.draining else "loading models"
-        raise ServiceUnavailable(f"server is not ready: {reason}")
+        raise ServiceUnavailable(f"server is not ready: {dataplane.not_ready_reason()}")
     return json_response({"ready": True})
 
 
@@ -93,14 +95,15 @@ async def model_version_config(name: str, version: str, dataplane: DataPlaneDep)
     return json_response(dataplane.model_config(name, parse_version(version)))
 
 
-@router.get("/v2/models/{name}/ready", response_model=ReadyResponse, responses=ERRORS)
+@router.api_route("/v2/models/{name}/ready", methods=["GET", "HEAD"],
+                  response_model=ReadyResponse, responses=ERRORS)
 async def model_ready(name: str, dataplane: DataPlaneDep) -> Response:
     """200 when the model is loaded and the server takes requests."""
     return _ready(name, None, dataplane)
 
 
-@router.get("/v2/models/{name}/versions/{version}/ready", response_model=ReadyResponse,
-            responses=ERRORS)
+@router.api_route("/v2/models/{name}/versions/{version}/ready", methods=["GET", "HEAD"],
+                  response_model=ReadyResponse, responses=ERRORS)
 async def model_version_ready(name: str, version: str, dataplane: DataPlaneDep) -> Response:
     """200 when this version is the served one and the server takes requests."""
     return _ready(name, parse_version(version), dataplane)
@@ -142,7 +145,8 @@ async def serve_infer(dataplane: DataPlane, call: Call, name: str,
         call.answered_by(admitted.model.name, admitted.model.version)
         header_length = call.headers.get(codec.HEADER_LENGTH)
         body = await read_binary_body(call.receive, call.headers,
-                                            dataplane.settings.max_body_bytes, header_length)
+                                      dataplane.settings.max_body_bytes, header_length,
+                                      dataplane.deadline(arrived))
         dataplane.check_deadline(dataplane.deadline(arrived), arrived)  # not worth decoding
         json_part, binary = codec.split_binary(body, header_length)
         infer_request, tensors = codec.decode_inference_request(json_part, binary)

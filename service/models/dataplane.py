@@ -14,6 +14,7 @@ import numpy as np
 
 from artifact.layout import INPUT_NAME, PIXELS
 from service import statistics
+from service.bounds import check_unique_outputs
 from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
 from service.metrics import Metrics
 from service.models import pixels
@@ -97,8 +98,17 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
 
     def is_ready(self) -> bool:
-        """Ready = start-up finished and not shutting down."""
-        return self.lifecycle.ready and not self.lifecycle.draining
+        """Ready = start-up finished, not shutting down, and a model to serve: every served
+        model is ready once loaded, and with none (the last one unloaded) nothing can answer."""
+        return self.lifecycle.ready and not self.lifecycle.draining and bool(self.registry.names())
+
+    def not_ready_reason(self) -> str:
+        """Why is_ready() is False, for the 503 of /v2/health/ready."""
+        if self.lifecycle.draining:
+            return "shutting down"
+        if not self.lifecycle.ready:
+            return "loading models"
+        return "no model is served (the last one was unloaded); load one"
 
     def model_metadata(self, name: str, version: int | None) -> dict[str, Any]:
         """GET /v2/models/{name}[/versions/{v}] body."""
@@ -190,6 +200,7 @@ class DataPlane:
         binary_default = parameters.get("binary_data_output", False) is True
         if not request.outputs:
             return [(name, binary_default) for name in model.output_names]
+        check_unique_outputs([output.name for output in request.outputs])
         chosen = []
         for output in request.outputs:
             if output.name not in model.output_names:

@@ -11,7 +11,9 @@ ModelRegistry exactly as a single process does: verify, then swap. A version tha
 verification fails it on every worker, so all refuse and all keep serving what they served.
 
 Messages on the pipe are small pickled dataclasses: worker -> supervisor `Ready`, `Submit`,
-`Applied`; supervisor -> worker `Apply`, `Done`.
+`Applied`, `Heartbeat`; supervisor -> worker `Apply`, `Done`, `FleetReady`. A worker reports
+ready to its health checks only on `FleetReady`, once every worker listens; its event loop sends
+a `Heartbeat` every HEARTBEAT_S, so the supervisor can tell a stopped or wedged worker.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from multiprocessing.connection import Connection
 from typing import Literal, Protocol
 
 from service.errors import ServiceError, ServiceUnavailable
+from service.models.dataplane import Lifecycle
 from service.models.registry import Changed, ModelRegistry
 
 logger = logging.getLogger("mlp_serve")
 COMMAND_TIMEOUT_S = 120.0  # longest the supervisor waits for one worker to apply a command
+HEARTBEAT_S = 0.5  # how often a worker's event loop says it still runs
 Op = Literal["load", "unload"]
 
 
@@ -72,6 +76,16 @@ class Ready:
     """Worker -> supervisor: it serves these {model: version} and listens."""
 
     served: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Worker -> supervisor: its event loop still runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetReady:
+    """Supervisor -> every worker: all workers listen; report ready to health checks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +167,31 @@ class FleetLink:
         self.waiting: dict[str, asyncio.Future[Done]] = {}
         self.applying: set[asyncio.Task[None]] = set()
         self.listening = False
+        self.lifecycle: Lifecycle | None = None
+        self.beat: asyncio.TimerHandle | None = None
 
     def report_ready(self, served: dict[str, int]) -> None:
         """Tell the supervisor this worker serves `served` and listens."""
         self.pipe.send(Ready(served))
 
-    def listen(self, registry: ModelRegistry) -> None:
-        """From now on apply the supervisor's commands to `registry` (in the lifespan, before
-        the worker reports ready)."""
-        self.registry = registry
+    def listen(self, registry: ModelRegistry, lifecycle: Lifecycle) -> None:
+        """From now on apply the supervisor's commands to `registry`, send heartbeats, and set
+        `lifecycle.ready` when the whole fleet listens (in the lifespan, before the worker
+        reports ready)."""
+        self.registry, self.lifecycle = registry, lifecycle
         asyncio.get_running_loop().add_reader(self.pipe.fileno(), self._on_readable)
         self.listening = True
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Send a Heartbeat now and again in HEARTBEAT_S, from the event loop itself."""
+        if not self.listening:
+            return
+        try:
+            self.pipe.send(Heartbeat())
+        except OSError:  # the supervisor is gone
+            return
+        self.beat = asyncio.get_running_loop().call_later(HEARTBEAT_S, self._heartbeat)
 
     async def close(self) -> None:
         """Stop taking commands, finish those being applied (their outcomes still go out) and
@@ -196,6 +224,8 @@ class FleetLink:
                     task = asyncio.create_task(self._apply(message.command))
                     self.applying.add(task)
                     task.add_done_callback(self.applying.discard)
+                elif isinstance(message, FleetReady) and self.lifecycle is not None:
+                    self.lifecycle.ready = True
                 elif isinstance(message, Done):
                     future = self.waiting.get(message.command_id)
                     if future is not None and not future.done():
@@ -215,6 +245,8 @@ class FleetLink:
         if self.listening:
             self.listening = False
             asyncio.get_running_loop().remove_reader(self.pipe.fileno())
+            if self.beat is not None:
+                self.beat.cancel()
 
     def _fail_waiting(self, message: str) -> None:
         for future in self.waiting.values():

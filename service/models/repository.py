@@ -80,20 +80,27 @@ class ModelRepository:
         self.ort_threads = ort_threads
 
     def check(self) -> None:
-        """Fail start-up at once when the repository folder is missing."""
+        """Fail start-up at once when the repository folder is missing or unreadable."""
         if not self.root.is_dir():
             raise ModelLoadError(
                 f"model repository {str(self.root)!r} is not a folder; train a model first "
                 "(mlp-train train) or point MLP_REPOSITORY / --repository at one"
             )
+        self.model_names()
 
     def model_names(self) -> list[str]:
         """Valid model names that have at least one version on disk, sorted."""
-        return [name for name in layout.model_names(self.root) if self.versions(name)]
+        try:
+            return [name for name in layout.model_names(self.root) if self.versions(name)]
+        except ArtifactError as error:  # a folder the service may not read
+            raise ModelLoadError(str(error)) from None
 
     def versions(self, name: str) -> list[int]:
         """Versions of `name` on disk, ascending; hidden and non-integer entries are ignored."""
-        return layout.version_numbers(self.root / check_name(name))
+        try:
+            return layout.version_numbers(self.root / check_name(name))
+        except ArtifactError as error:
+            raise ModelLoadError(str(error)) from None
 
     def latest(self, name: str) -> int:
         """The highest version of `name` on disk."""
@@ -112,6 +119,8 @@ class ModelRepository:
             raise ModelNotFound(name, version, detail=f"no folder {str(folder)!r}")
         where = f"model {name!r} version {version} ({folder})"
         try:
+            for path in (folder, folder / CARD_FILE, folder / ONNX_FILE):
+                layout.check_inside(path, self.root)
             card = cards.read_card(folder)
             cards.check_identity(card, name, version)
             onnx_bytes = cards.read_verified_onnx(folder, card)

@@ -17,6 +17,8 @@ from fastapi import FastAPI
 
 from service.errors import StartupError
 from service.grpc.server import GrpcServer
+from service.http.connections import guarded_protocol
+from service.http.requestlog import OneLineFormatter
 from service.models.dataplane import Lifecycle
 from service.settings import Settings
 
@@ -144,8 +146,9 @@ class _DropCancelledRequests(logging.Filter):
 
 def configure_logging(level: str) -> None:
     """Plain one-line logs on stderr; uvicorn's chatter above warnings only (we log readiness)."""
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(_DropUvicornStartupFailure())
     uvicorn_log.addFilter(_DropCancelledRequests())
@@ -155,8 +158,10 @@ def configure_logging(level: str) -> None:
 def serve_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     """uvicorn's Config for `app` (uvloop, httptools, our lifespan and grace), then our logging
     (after Config, which sets uvicorn's levels itself). Shared with the workers of --workers."""
+    protocol = guarded_protocol(settings.max_header_bytes, settings.header_timeout_s,
+                                settings.max_connections)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        app, host=settings.host, port=settings.port, loop="uvloop", http=protocol,
         lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
         timeout_keep_alive=settings.keep_alive_s, server_header=False,

@@ -35,7 +35,15 @@ from fastapi import FastAPI
 from prometheus_client.multiprocess import mark_process_dead
 
 from service.http.app import create_app, ready_message
-from service.models.fleet import Applied, CommandRelay, FleetLink, Ready, Submit
+from service.models.fleet import (
+    Applied,
+    CommandRelay,
+    FleetLink,
+    FleetReady,
+    Heartbeat,
+    Ready,
+    Submit,
+)
 from service.run.affinity import pin_to_cpu
 from service.run.server import (
     STARTUP_FAILED_EXIT,
@@ -108,6 +116,7 @@ class Worker:
     process: BaseProcess
     pipe: Connection | None
     served: dict[str, int] | None = None
+    last_heard: float = 0.0  # time.monotonic() of its last message
 
     def describe(self) -> str:
         """How log lines name it."""
@@ -150,12 +159,28 @@ class Supervisor:
         self.workers.append(Worker(index, process, ours))
 
     def watch(self, done: Callable[[], bool]) -> Worker | None:
-        """Take messages until `done()` or a signal; the first worker that exits."""
+        """Take messages until `done()` or a signal; the first worker that exits (a serving
+        worker silent for worker_stall_s is killed first: stopped or wedged, it would keep
+        receiving connections it never answers)."""
         while not done() and not self.signals:
             exited = self.pump()
             if exited is not None:
                 return exited
+            self.kill_stalled(time.monotonic())
         return None
+
+    def kill_stalled(self, now: float) -> None:
+        """SIGKILL each serving worker whose heartbeat stopped; its exit then stops the fleet
+        as any worker's death does."""
+        for worker in self.workers:
+            silent = now - worker.last_heard
+            if worker.served is not None and worker.process.exitcode is None and \
+                    silent > self.settings.worker_stall_s:
+                logger.error("%s sent no heartbeat for %.1f s (stopped or its event loop is "
+                             "stuck; MLP_WORKER_STALL_S=%g); killing it", worker.describe(),
+                             silent, self.settings.worker_stall_s)
+                worker.process.kill()
+                worker.last_heard = now
 
     def pump(self, running: list[Worker] | None = None) -> Worker | None:
         """Wait up to POLL_S for messages or the exit of a worker in `running` (default: all),
@@ -176,6 +201,9 @@ class Supervisor:
         try:
             while worker.pipe.poll():
                 message = worker.pipe.recv()
+                worker.last_heard = time.monotonic()
+                if isinstance(message, Heartbeat):
+                    continue
                 if isinstance(message, Ready):
                     worker.served = message.served
                 elif isinstance(message, Submit):
@@ -199,6 +227,8 @@ class Supervisor:
                 self.spawn(index, pinned)
             failed = self.watch(lambda: all(w.served is not None for w in self.workers))
             if failed is None and not self.signals:
+                for worker in self.workers:  # health checks turn green only now
+                    worker.send(FleetReady())
                 pids = ", ".join(str(w.process.pid) for w in self.workers)
                 logger.info(ready_message(self.settings, list(served),
                                           f"{len(self.workers)} workers (pids {pids})"))

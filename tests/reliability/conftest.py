@@ -8,7 +8,7 @@ knobs can be overridden too, e.g. RELIABILITY_LOAD_SECONDS=60.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -88,14 +88,15 @@ def serve(tmp_path: Path) -> Iterator[StartServer]:
     """Factory: `serve(repository, **MLP settings)` starts a ready server; all are stopped after."""
     started: list[ServerProcess] = []
 
-    def _start(repository: Path, wait: bool = True, **settings: object) -> ServerProcess:
+    def _start(repository: Path, wait: bool = True, prefix: Sequence[str] = (),
+               **settings: object) -> ServerProcess:
         env = {
             "MLP_REPOSITORY": str(repository),
             "MLP_API_KEY": API_KEY,
             "MLP_LOG_LEVEL": "warning",
             **{f"MLP_{key.upper()}": str(value) for key, value in settings.items()},
         }
-        server = start_server(env, tmp_path / f"server-{len(started)}.log")
+        server = start_server(env, tmp_path / f"server-{len(started)}.log", prefix=prefix)
         started.append(server)
         if wait:
             server.wait_ready()

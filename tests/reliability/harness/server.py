@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,15 +108,17 @@ class ServerProcess:
 
 
 def start_server(
-    settings: dict[str, str], log_path: Path, port: int | None = None
+    settings: dict[str, str], log_path: Path, port: int | None = None,
+    prefix: Sequence[str] = (),
 ) -> ServerProcess:
-    """Launch `.venv/bin/mlp-serve` with MLP_* `settings` (host and port filled in)."""
+    """Launch `.venv/bin/mlp-serve` with MLP_* `settings` (host and port filled in); `prefix`
+    runs it through another command (e.g. setpriv to run as another user)."""
     port = port or free_port()
     env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(port),
                      "MLP_GRPC_PORT": str(free_port()), **settings})
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [str(venv_script("mlp-serve"))],
+        [*prefix, str(venv_script("mlp-serve"))],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -126,13 +129,13 @@ def start_server(
 
 
 def run_to_exit(
-    settings: dict[str, str], timeout_s: float = 30.0
+    settings: dict[str, str], timeout_s: float = 30.0, prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run `mlp-serve` expecting it to refuse to start; returns its exit code and output."""
     env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(free_port()),
                      "MLP_GRPC_PORT": str(free_port()), **settings})
     return subprocess.run(
-        [str(venv_script("mlp-serve"))],
+        [*prefix, str(venv_script("mlp-serve"))],
         env=env,
         capture_output=True,
         text=True,

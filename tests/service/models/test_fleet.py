@@ -12,6 +12,7 @@ import pytest
 
 from service.errors import ServiceError, ServiceUnavailable
 from service.metrics import Metrics
+from service.models.dataplane import Lifecycle
 from service.models.fleet import (
     Applied,
     Apply,
@@ -19,6 +20,8 @@ from service.models.fleet import (
     CommandRelay,
     Done,
     FleetLink,
+    FleetReady,
+    Heartbeat,
     Outcome,
     Submit,
     verdict,
@@ -152,19 +155,29 @@ def test_link_applies_commands_and_fails_waiting_requests_when_the_supervisor_ex
 
     async def scenario() -> None:
         link = FleetLink(worker, "worker 0 (pid 1)")
-        link.listen(registry)
+        lifecycle = Lifecycle()
+        link.listen(registry, lifecycle)
         supervisor.send(Apply(Command("x", "unload", MODEL)))
         waiting = asyncio.create_task(link.submit("load", MODEL, 1))
         received: list[object] = []
         while len(received) < 2:  # the Submit and the Applied, in whichever order
             if supervisor.poll():
-                received.append(supervisor.recv())
+                message = supervisor.recv()
+                if not isinstance(message, Heartbeat):
+                    received.append(message)
             await asyncio.sleep(0.01)
         submitted = next(m for m in received if isinstance(m, Submit))
         assert submitted.command.op == "load" and submitted.command.version == 1
         assert next(m for m in received if isinstance(m, Applied)) == Applied("x", Outcome(
             "worker 0 (pid 1)", status=404,
             error=f"model '{MODEL}' is not loaded; loaded models: none"))
+        assert not lifecycle.ready  # until every worker listens
+        supervisor.send(FleetReady())
+        for _ in range(500):
+            if lifecycle.ready:
+                break
+            await asyncio.sleep(0.01)
+        assert lifecycle.ready
         supervisor.close()
         with pytest.raises(ServiceUnavailable, match="its supervisor exited"):
             await asyncio.wait_for(waiting, 5)
