@@ -56,9 +56,11 @@ def element_count(name: str, shape: list[int]) -> int:
         raise InvalidInput(f"input {name!r}: shape has {len(shape)} dimensions, over the limit "
                            f"of {MAX_DIMS}")
     for size in shape:
-        if size < 0 or size > MAX_DIM:
+        if size < 0:
+            raise InvalidInput(f"input {name!r}: shape {_short(shape)} has a negative size")
+        if size > MAX_DIM:
             raise InvalidInput(f"input {name!r}: shape {_short(shape)} has a dimension of "
-                               f"{_short(size)}; each must be 0..{MAX_DIM}")
+                               f"{_short(size)}; each must be at most {MAX_DIM}")
     count = 1
     for size in shape:
         count *= size or 1  # numpy refuses such a shape even when another dimension is 0

@@ -105,16 +105,13 @@ class DeadlineExceeded(ServiceError):
 
 
 class BodyTimeout(DeadlineExceeded):
-    """The client stopped sending its body before the request's deadline (504); the
-    connection is closed, since the rest of the body may still be on its way."""
+    """The client had not sent its whole body by the request's deadline (504). The rest may
+    still come and is then discarded, so the connection stays usable; a client that never
+    sends it is closed by the connection's own limit (service/connections.py)."""
 
     def __init__(self, received: int) -> None:
         super().__init__(f"the request body was not complete within the request deadline "
                          f"(received {received} bytes; MLP_REQUEST_TIMEOUT_MS)")
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Connection": "close"}
 
 
 class StartupError(Exception):

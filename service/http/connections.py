@@ -139,6 +139,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._cancel_head_timer()
         self._in_head, self._head_bytes, self._line = True, 0, None
 
     def on_response_complete(self) -> None:
@@ -146,6 +147,15 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._in_head and self._head_bytes == 0:
             self._line = b""
         super().on_response_complete()
+        if not self._in_head and self._head_timer is None:
+            # Answered before its body ended (413, 504): the rest is read and discarded, but
+            # only for header_timeout_s more, or a client could trickle it forever.
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._body_too_slow)
+
+    def _body_too_slow(self) -> None:
+        self._head_timer = None
+        if not self._in_head:
+            self.transport.close()
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:

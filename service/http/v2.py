@@ -54,14 +54,15 @@ async def server_metadata(dataplane: DataPlaneDep) -> Response:
 
 
 # Health and readiness answer HEAD too: uptime monitors and some load balancers probe with it.
-@router.api_route("/v2/health/live", methods=["GET", "HEAD"])
+@router.get("/v2/health/live")
+@router.head("/v2/health/live", include_in_schema=False)
 async def live() -> Response:
     """200 while the process can answer at all."""
     return json_response({"live": True})
 
 
-@router.api_route("/v2/health/ready", methods=["GET", "HEAD"], response_model=ReadyResponse,
-                  responses=ERRORS)
+@router.get("/v2/health/ready", response_model=ReadyResponse, responses=ERRORS)
+@router.head("/v2/health/ready", include_in_schema=False)
 async def ready(dataplane: DataPlaneDep) -> Response:
     """200 when every served model is ready (and at least one is served); 503 while starting,
     shutting down, or after the last model was unloaded."""
@@ -95,15 +96,16 @@ async def model_version_config(name: str, version: str, dataplane: DataPlaneDep)
     return json_response(dataplane.model_config(name, parse_version(version)))
 
 
-@router.api_route("/v2/models/{name}/ready", methods=["GET", "HEAD"],
-                  response_model=ReadyResponse, responses=ERRORS)
+@router.get("/v2/models/{name}/ready", response_model=ReadyResponse, responses=ERRORS)
+@router.head("/v2/models/{name}/ready", include_in_schema=False)
 async def model_ready(name: str, dataplane: DataPlaneDep) -> Response:
     """200 when the model is loaded and the server takes requests."""
     return _ready(name, None, dataplane)
 
 
-@router.api_route("/v2/models/{name}/versions/{version}/ready", methods=["GET", "HEAD"],
-                  response_model=ReadyResponse, responses=ERRORS)
+@router.get("/v2/models/{name}/versions/{version}/ready", response_model=ReadyResponse,
+            responses=ERRORS)
+@router.head("/v2/models/{name}/versions/{version}/ready", include_in_schema=False)
 async def model_version_ready(name: str, version: str, dataplane: DataPlaneDep) -> Response:
     """200 when this version is the served one and the server takes requests."""
     return _ready(name, parse_version(version), dataplane)

@@ -3,6 +3,7 @@ and the deadline counts from arrival, so a slow upload is refused without reachi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -117,13 +118,14 @@ def test_deadline_counts_from_arrival_so_a_slow_upload_gets_504_without_a_model_
         assert port is not None
         slow = send_head(port, len(BODY))
         time.sleep(0.5)  # the upload alone outlasts the 300 ms deadline
-        slow.sendall(BODY)
+        with contextlib.suppress(OSError):  # the 504 (and close) may come first
+            slow.sendall(BODY)
         status, _, body = read_response(slow)
         slow.close()
         in_time = client.post(INFER, content=BODY)
     assert status == 504
-    waited = re.fullmatch(r"request timed out after (\d+) ms waiting for the model; retry later "
-                          r"or send fewer rows", json.loads(body)["error"])
-    assert waited is not None and int(waited.group(1)) >= 450
+    # The deadline covers the upload itself: the answer comes when it passes, not after.
+    assert json.loads(body)["error"] == ("the request body was not complete within the request "
+                                         "deadline (received 0 bytes; MLP_REQUEST_TIMEOUT_MS)")
     assert in_time.status_code == 200
     assert held.calls == 1  # only the request that arrived in time reached the model
