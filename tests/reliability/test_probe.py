@@ -44,6 +44,7 @@ from tests.reliability.harness.server import (
     free_port,
     run_to_exit,
     start_server,
+    venv_script,
 )
 from tests.service.model_repo import write_model
 
@@ -422,7 +423,7 @@ def as_other_user() -> list[str]:
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv (util-linux): cannot drop privileges")
     prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    probe = subprocess.run([*prefix, sys.executable, "-c", "import service.app"],
+    probe = subprocess.run([*prefix, str(venv_script("mlp-serve")), "--help"],
                            capture_output=True, text=True, cwd="/", env={
                                **os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
                            check=False)
