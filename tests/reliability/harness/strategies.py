@@ -8,7 +8,9 @@ non-5xx answer is acceptable because the protocol leaves it open."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -221,6 +223,140 @@ odd_versions = st.sampled_from(["0", "01", "-1", "+1", "1.0", "1e3", " 1", "9999
     st.characters(categories=["Nd", "No"]), min_size=1, max_size=3)
 
 
+# --- Extremes: shapes, header values, encodings and datatypes at and past their limits ------
+
+EXTREME_DIMS = [0, 1, 2, 784, 2**31 - 1, 2**31, 2**32, 2**53, 2**62, 2**63 - 1, 2**63, 2**64,
+                10**30, -1, -(2**63)]
+
+
+@st.composite
+def extreme_shape(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
+    """Shapes with huge, zero and negative dimensions and up to 100 of them, in JSON or binary;
+    none can be served (a shape with a 0 next to 2^63 once made numpy raise: 500)."""
+    shape = draw(st.lists(st.sampled_from(EXTREME_DIMS), min_size=0, max_size=4)
+                 | st.lists(st.sampled_from([0, 1]), min_size=9, max_size=100))
+    binary = draw(st.booleans())
+    tensor: dict[str, object] = {"name": "input", "shape": shape,
+                                 "datatype": draw(st.sampled_from(["FP32", "UINT8", "INT64"]))}
+    if binary:
+        tensor["parameters"] = {"binary_data_size": 0}
+        header = json.dumps({"inputs": [tensor]}).encode()
+        return FuzzRequest("extreme-shape-binary", draw(paths), header,
+                           {"content-type": "application/octet-stream",
+                            BINARY_HEADER: str(len(header))}, valid=False)
+    tensor["data"] = draw(st.sampled_from([[], [0], [[]], [[0] * 3]]))
+    return FuzzRequest("extreme-shape-json", draw(paths), json.dumps({"inputs": [tensor]}).encode(),
+                       dict(JSON_HEADERS), valid=False)
+
+
+@st.composite
+def extreme_header(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
+    """A valid one-row request with extreme header values: thousands of digits (Python's
+    int() refuses past 4,300), leading zeros, Unicode digits; odd encodings and request ids."""
+    rows = _rows(draw(st.integers(0, 2**32 - 1)), 1, None)
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32",
+                                   "data": rows.astype(np.int64).ravel().tolist()}]}).encode()
+    which = draw(st.sampled_from(["length", "encoding", "request-id"]))
+    valid: bool | None = True
+    headers: dict[str, str | bytes] = dict(JSON_HEADERS)
+    if which == "length":
+        digits = draw(st.sampled_from([19, 20, 100, 4300, 4301, 10_000]))
+        headers[BINARY_HEADER] = draw(st.sampled_from(["9", "0", "1"])) * digits
+        valid = False
+    elif which == "encoding":
+        name = draw(st.sampled_from(["br", "x-gzip", "gzip, gzip", "compress", "zstd", "GZIP ",
+                                     "identity"]))
+        headers["content-encoding"] = name
+        valid = True if name == "identity" else None  # "GZIP " is gzip to some readers
+        if name.strip().lower() == "gzip":
+            body = gzip.compress(body)
+    else:
+        ids: list[str | bytes] = ["a" * 129, "a" * 10_000, b"\xc3\xbc", "x y", "\t"]
+        headers["x-request-id"] = draw(st.sampled_from(ids))
+    return FuzzRequest(f"extreme-header-{which}", draw(paths), body, headers, valid=valid,
+                       rows=rows if valid else None)
+
+
+@st.composite
+def encoded_body(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
+    """gzip/deflate bodies, clean or with what hides a client bug after the compressed data:
+    trailing garbage, a second member of junk, a truncated stream. Several gzip members are one
+    stream (RFC 1952) and valid."""
+    rows = _rows(draw(st.integers(0, 2**32 - 1)), draw(st.integers(1, 2)), None)
+    plain = json.dumps({"inputs": [{"name": "input", "shape": list(rows.shape),
+                                    "datatype": "FP32",
+                                    "data": rows.astype(np.int64).ravel().tolist()}]}).encode()
+    encoding = draw(st.sampled_from(["gzip", "deflate"]))
+    pack = gzip.compress if encoding == "gzip" else zlib.compress
+    defect = draw(st.sampled_from(["none", "trailing", "junk-member", "truncated",
+                                   "two-members"]))
+    body = pack(plain)
+    valid: bool | None = False
+    if defect == "none":
+        valid = True
+    elif defect == "trailing":
+        body += draw(st.binary(min_size=1, max_size=16))
+    elif defect == "junk-member":
+        body += b"\x1f\x8b\x08\x00" + draw(st.binary(min_size=0, max_size=16))
+    elif defect == "truncated":
+        body = body[: draw(st.integers(1, len(body) - 1))]
+    elif encoding == "gzip":
+        cut = draw(st.integers(1, len(plain) - 1))
+        body, valid = gzip.compress(plain[:cut]) + gzip.compress(plain[cut:]), True
+    else:  # deflate has no members: a second stream is junk after the first
+        body += zlib.compress(b"x")
+    return FuzzRequest(f"encoded-{encoding}-{defect}", draw(paths), body,
+                       {**JSON_HEADERS, "content-encoding": encoding}, valid=valid,
+                       rows=rows if valid else None)
+
+
+EXTREMES: dict[str, list[int | float]] = {
+    "UINT8": [0, 255], "UINT16": [0, 256, 65535], "UINT32": [2**32 - 1],
+    "UINT64": [2**63, 2**64 - 1], "INT8": [-128, 127], "INT16": [-32768, 32767],
+    "INT32": [-(2**31), 2**31 - 1], "INT64": [-(2**63), 2**63 - 1], "FP16": [65504.0, -65504.0],
+    "FP32": [3.4e38, -3.4e38, 1e-45], "FP64": [1.7e308, -1.7e308, 5e-324],
+}
+NUMPY_TYPES = {"UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "i1",
+               "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4",
+               "FP64": "<f8"}
+
+
+@st.composite
+def extreme_datatype(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzRequest:
+    """One row whose pixel 0 is a datatype's extreme (or JSON true/false), sent as JSON data or
+    as binary bytes of that datatype: valid only when every value is a pixel 0..255."""
+    datatype = draw(st.sampled_from(sorted(EXTREMES)))
+    rows = _rows(draw(st.integers(0, 2**32 - 1)), 1, None)
+    value: object = draw(st.sampled_from(EXTREMES[datatype]) | st.sampled_from([True, False]))
+    binary = draw(st.booleans()) and not isinstance(value, bool)
+    in_range = not isinstance(value, bool) and 0 <= float(value) <= 255  # type: ignore[arg-type]
+    if in_range:
+        rows[0, 0] = float(value)  # type: ignore[arg-type]
+    if binary:
+        array = rows.astype(NUMPY_TYPES[datatype])
+        raw = array.tobytes()
+        if not in_range:  # write the extreme itself, in that datatype's bytes
+            raw = np.array([value], dtype=NUMPY_TYPES[datatype]).tobytes() + raw[array.itemsize:]
+        header = json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES],
+                                         "datatype": datatype,
+                                         "parameters": {"binary_data_size": len(raw)}}]}).encode()
+        body = header + raw
+        headers: dict[str, str | bytes] = {"content-type": "application/octet-stream",
+                                           BINARY_HEADER: str(len(header))}
+    else:
+        data: list[object] = list(rows.ravel().tolist() if datatype.startswith("FP")
+                                  else rows.astype(np.int64).ravel().tolist())
+        data[0] = value if not in_range else data[0]
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES],
+                                       "datatype": datatype, "data": data}]}).encode()
+        headers = {**JSON_HEADERS}
+    valid: bool | None = False if not in_range else None  # in range: converting is allowed
+    if in_range and datatype == "FP32":
+        valid = True
+    return FuzzRequest(f"datatype-{datatype}-{'binary' if binary else 'json'}", draw(paths),
+                       body, headers, valid=valid, rows=rows if valid else None)
+
+
 def fuzz_requests(name: str, version: str) -> st.SearchStrategy[FuzzRequest]:
     """Everything above, aimed at the served model (latest and pinned version) and unknown ones."""
     good = st.sampled_from([f"/v2/models/{name}/infer",
@@ -231,4 +367,6 @@ def fuzz_requests(name: str, version: str) -> st.SearchStrategy[FuzzRequest]:
     return st.one_of(
         garbage_json(any_path), random_tensor(any_path), shaped_tensor(good),
         binary_tensor(good), v1_instances(name), raw_garbage(any_path),
+        extreme_shape(any_path), extreme_header(good), encoded_body(good),
+        extreme_datatype(good),
     )
