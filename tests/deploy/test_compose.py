@@ -12,6 +12,7 @@ from service.settings import Settings
 from tests.deploy.files import (
     COMPOSE_FILES,
     ROOT,
+    SERVICE_DOCKERFILE,
     TRAINING_DOCKERFILE,
     compose_schema,
     dockerfile_instructions,
@@ -19,6 +20,8 @@ from tests.deploy.files import (
 )
 from training.cli import build_parser
 
+# Variables for what the service runs on, not service settings.
+NOT_SETTINGS = {"ORT_DISABLE_TELEMETRY"}
 SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
@@ -87,9 +90,11 @@ def test_each_service_builds_its_own_dockerfile_with_a_pinned_tag(compose: dict[
 
 
 def test_healthcheck_asks_the_ready_endpoint_on_the_container_port(compose: dict[str, Any]) -> None:
+    """MLP_PORT when set (the host-network override moves it), else the service's default."""
     test = compose["services"]["service"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
-    assert f"127.0.0.1:{Settings.model_fields['port'].default}/v2/health/ready" in test[3]
+    assert "'http://127.0.0.1:%s/v2/health/ready' % os.environ.get('MLP_PORT'," in test[3]
+    assert f"'{Settings.model_fields['port'].default}')" in test[3]
 
 
 def test_published_ports_map_to_the_service_default_ports(compose: dict[str, Any]) -> None:
@@ -101,11 +106,24 @@ def test_published_ports_map_to_the_service_default_ports(compose: dict[str, Any
 
 def test_environment_names_are_real_settings() -> None:
     """A typo like MLP_MAX_BATCH would silently do nothing; every MLP_* name must be a field."""
-    fields = {f"MLP_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"MLP_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
     for path in COMPOSE_FILES:
         for name, spec in load_yaml(path)["services"].items():
             unknown = sorted(set(spec.get("environment", {})) - fields)
             assert unknown == [], f"{path.name}: service {name} sets unknown settings {unknown}"
+
+
+def test_every_setting_reaches_the_service(compose: dict[str, Any]) -> None:
+    """Each MLP_* setting is passed through from the shell (or set), except what the image fixes:
+    a setting missing here is one that `export MLP_...; docker compose up` silently ignores."""
+    environment = compose["services"]["service"]["environment"]
+    fields = {f"MLP_{name.upper()}" for name in Settings.model_fields}
+    image_env = {pair.split("=")[0] for i in dockerfile_instructions(SERVICE_DOCKERFILE)
+                 if i["instruction"] == "ENV" for pair in i["value"].split()}
+    fixed = {"MLP_HOST", "MLP_PORT", "MLP_REPOSITORY", "MLP_API_KEY"}  # API key: the overlay
+    assert fixed - {"MLP_API_KEY"} <= image_env
+    assert sorted(fields - fixed - set(environment)) == []
+    assert environment["ORT_DISABLE_TELEMETRY"] == "1"
 
 
 def test_grace_period_covers_the_service_drain(compose: dict[str, Any]) -> None:
