@@ -113,6 +113,8 @@ import socket, sys
 first = int(sys.argv[1])
 for port in [*range(first, first + 8), 0]:
     with socket.socket() as s:
+        # As the server binds: a port whose last connections sit in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
