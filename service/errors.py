@@ -78,12 +78,6 @@ class ModelLoadError(ServiceError):
     status_code = 409
 
 
-class Conflict(ServiceError):
-    """The request conflicts with the server's state (409)."""
-
-    status_code = 409
-
-
 class ServiceUnavailable(ServiceError):
     """Not ready, shutting down or overloaded (503, with Retry-After)."""
 

@@ -140,8 +140,9 @@ class Metrics:
     def model_unloaded(self, name: str) -> None:
         """Drop the per-model gauges of an unloaded model.
 
-        Multiprocess files cannot drop a series: there the queue reads 0 and the version stays
-        until the worker exits (workers serve without model control, so only at shutdown).
+        Multiprocess files cannot drop a series: there the queue reads 0 and the version gauge
+        keeps the unloaded version until the worker exits (after an unload through model
+        control too).
         """
         if self.multiprocess_dir is None:
             for gauge in (self.loaded_version, self.queue_rows):

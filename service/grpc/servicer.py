@@ -64,10 +64,10 @@ class InferenceServicer:
         model is not ready (as Triton answers), a malformed version is INVALID_ARGUMENT."""
         version = version_of(request.version)
         try:
-            served = self.dataplane.registry.get(request.name, version)
+            model = self.dataplane.served_model(request.name, version)
         except ModelNotFound:
             return pb.ModelReadyResponse(ready=False)
-        call.answered_by(served.model.name, served.model.version)
+        call.answered_by(model.name, model.version)
         return pb.ModelReadyResponse(ready=self.dataplane.is_ready())
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
@@ -88,15 +88,12 @@ class InferenceServicer:
         dataplane = self.dataplane
         arrived = call.note["arrived"]
         version = version_of(request.model_version)
-        admitted, arrival = dataplane.admit(request.model_name, version)
-        try:
+        with dataplane.admit(request.model_name, version) as admitted:
             call.answered_by(admitted.model.name, admitted.model.version)
             infer_request = as_inference_request(request)
             if call.time_remaining is not None:
                 _shorten_timeout(infer_request.parameters, call.time_remaining)
             tensors = decode_inputs(request)
-        finally:
-            arrival.done()  # no await from here to the batcher's queue
         model, outputs = await dataplane.infer_v2(request.model_name, version, infer_request,
                                                   tensors, arrived)
         call.answered_by(model.name, model.version)

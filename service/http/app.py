@@ -7,13 +7,11 @@ builds a fresh app.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,14 +19,13 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from service.errors import ServiceError, StartupError, describe_validation_errors
+from service.errors import ServiceError, StartupError
 from service.http import control, docs, ops, stats, v1, v2
-from service.http.call import Reply, json_response
-from service.http.fastpath import INTERNAL_ERROR, HotPath, HotRoute, hot_routes
+from service.http.call import error_reply
+from service.http.fastpath import HotPath, HotRoute, hot_routes
 from service.http.requestlog import RequestLog, RequestLogMiddleware
 from service.metrics import Metrics
 from service.models.dataplane import SERVER_VERSION, DataPlane, Lifecycle
-from service.models.fleet import FleetControl, FleetLink
 from service.models.registry import LocalControl, ModelControl, ModelRegistry
 from service.models.repository import ModelRepository
 from service.protocol import (
@@ -42,9 +39,9 @@ from service.settings import Settings
 logger = logging.getLogger("mlp_serve")
 DOCUMENTED_BODIES = (InferenceRequest, PredictRequest, RepositoryIndexRequest,
                      RepositoryLoadRequest)
+# The routes HotPath serves (service/http/fastpath.py), each with its plain endpoint.
 HOT_ROUTES = (
-    *hot_routes(v2.router.routes, {v2.infer: v2.serve_infer,
-                                          v2.infer_version: v2.serve_infer}),
+    *hot_routes(v2.router.routes, {v2.infer: v2.serve_infer, v2.infer_version: v2.serve_infer}),
     *hot_routes(v1.router.routes, {v1.predict: v1.serve_predict}),
 )
 
@@ -55,30 +52,65 @@ class ServiceApp(FastAPI):
     hot_routes: tuple[HotRoute, ...] = HOT_ROUTES  # () sends everything through FastAPI
 
     def build_middleware_stack(self) -> ASGIApp:
-        """HotPath(RequestLog(FastAPI's own stack)): both paths record to the same RequestLog."""
-        log = RequestLog(self.state.metrics, self.state.lifecycle)
-        stack = RequestLogMiddleware(super().build_middleware_stack(), log)
-        if not self.hot_routes:
-            return stack
-        return HotPath(stack, self, self.state.dataplane, log, self.hot_routes)
+        """RequestLogMiddleware(HotPath(FastAPI's own stack)): one request log for every
+        request, whichever path serves it."""
+        stack = super().build_middleware_stack()
+        if self.hot_routes:
+            stack = HotPath(stack, self, self.state.dataplane, self.hot_routes)
+        return RequestLogMiddleware(stack, RequestLog(self.state.metrics, self.state.lifecycle))
 
 
-def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
-               fleet: FleetLink | None = None) -> FastAPI:
+class Role(Protocol):
+    """What differs between running alone and as one worker of `mlp-serve --workers N`
+    (`FleetWorker`, service/models/fleet.py): metrics, model control, start and stop."""
+
+    def metrics(self) -> Metrics:
+        """The app's metrics."""
+
+    def control(self, registry: ModelRegistry) -> ModelControl:
+        """What the control routes call to change the served models."""
+
+    async def serving(self, registry: ModelRegistry, metrics: Metrics,
+                      lifecycle: Lifecycle) -> None:
+        """The models are loaded: set `lifecycle.ready` once the app may take requests (the
+        ready line waits for the sockets, service/run/server.py)."""
+
+    async def stopping(self) -> None:
+        """Shutdown began (new requests get 503); before the models are unloaded."""
+
+
+class SingleProcess:
+    """The app is the whole service: its own metrics and models."""
+
+    def metrics(self) -> Metrics:
+        """A private registry (every test app starts from zero)."""
+        return Metrics()
+
+    def control(self, registry: ModelRegistry) -> ModelControl:
+        """This process's models alone."""
+        return LocalControl(registry)
+
+    async def serving(self, registry: ModelRegistry, metrics: Metrics,
+                      lifecycle: Lifecycle) -> None:
+        """Ready at once: the models are this process's alone."""
+        lifecycle.ready = True
+
+    async def stopping(self) -> None:
+        """Nothing to stop but the models."""
+
+
+def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
     """Build the app; its lifespan loads and verifies the models, then drains them on exit.
 
-    `multiprocess_dir` and `fleet`: the app is one worker of `mlp-serve --workers N`
-    (service/run/supervisor.py); metrics go through prometheus_client's multiprocess files
-    there, the supervisor, not each worker, logs the ready line, and model control goes through
-    `fleet` to every worker.
+    `role`: `SingleProcess()` by default; each worker of `--workers N` passes a `FleetWorker`.
     """
-    metrics, lifecycle = Metrics(multiprocess_dir), Lifecycle()
+    role = SingleProcess() if role is None else role
+    metrics, lifecycle = role.metrics(), Lifecycle()
     metrics.track_in_flight(lambda: lifecycle.in_flight)
     repository = ModelRepository(settings.repository, ort_threads=settings.ort_threads)
     registry = ModelRegistry(repository, settings, metrics)
     dataplane = DataPlane(registry, settings, metrics, lifecycle)
-    model_control: ModelControl = (LocalControl(registry) if fleet is None
-                                   else FleetControl(registry, fleet))
+    model_control = role.control(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,19 +122,10 @@ def create_app(settings: Settings, *, multiprocess_dir: Path | None = None,
                 logger.error("cannot start: %s", error)
             raise
         settle_heap()
-        if fleet is not None:
-            fleet.listen(registry, lifecycle)  # ready once every worker listens (FleetReady)
-        else:
-            lifecycle.ready = True  # the ready line waits for the socket (service/run/server.py)
-        if multiprocess_dir is None:
-            yield
-        else:
-            refresher = asyncio.create_task(metrics.keep_gauges_fresh())
-            yield
-            refresher.cancel()
+        await role.serving(registry, metrics, lifecycle)
+        yield
         lifecycle.draining = True
-        if fleet is not None:
-            await fleet.close()  # before the models go: commands being applied finish first
+        await role.stopping()  # before the models go: control commands being applied finish
         await registry.unload_all()
 
     # FastAPI's OpenTelemetry hooks are off: the service exports Prometheus metrics itself, and
@@ -162,34 +185,14 @@ def ready_message(settings: Settings, names: list[str], workers: str = "") -> st
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """One error shape, {"error": "..."}, for our errors, validation, 404 routes and 405."""
+    """One error shape, {"error": "..."}, for our errors, validation, 404 routes, 405 and the
+    unexpected: every handler is `error_reply`, the renderer the fast path uses too."""
 
-    async def service_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, ServiceError)
-        return Reply.error(error).response()
+    async def render(request: Request, error: Exception) -> Response:
+        return error_reply(error, request.method, request.url.path).response()
 
-    async def validation_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestValidationError)
-        return json_response({"error": describe_validation_errors(error.errors())}, 400)
-
-    async def http_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPException)
-        if error.status_code == 404:
-            message = f"no route {request.method} {request.url.path}; see /docs"
-        elif error.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
-        else:
-            message = str(error.detail)
-        return json_response({"error": message}, error.status_code, error.headers)
-
-    async def unexpected_error(request: Request, error: Exception) -> Response:
-        logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return INTERNAL_ERROR.response()
-
-    app.add_exception_handler(ServiceError, service_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    for kind in (ServiceError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(kind, render)
 
 
 def openapi_schema(app: FastAPI) -> dict[str, Any]:

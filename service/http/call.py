@@ -3,24 +3,29 @@
 Why: the inference endpoints are the service's hot path. Written against `Call` and `Reply`
 instead of Starlette's Request/Response, the same function serves FastAPI's route (documented in
 /openapi.json, used when the hot path is off) and `HotPath`, which calls it straight from the ASGI
-scope and skips every per-request object it does not need.
+scope and skips every per-request object it does not need. `error_reply` renders every error
+for both.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from service.codec import JSON_TYPE
-from service.errors import ServiceError
+from service.errors import ServiceError, describe_validation_errors
 
+logger = logging.getLogger("mlp_serve")
 SCOPE_KEY = "mlp_serve.log"  # the request log's note in the ASGI scope
 
 
@@ -80,11 +85,6 @@ class Reply:
         return cls(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
                    {"content-type": JSON_TYPE, **(headers or {})}, status)
 
-    @classmethod
-    def error(cls, error: ServiceError) -> Reply:
-        """The one error shape, {"error": "..."}, with the error's status and headers."""
-        return cls.json({"error": error.message}, error.status_code, error.headers)
-
     def response(self) -> Response:
         """As a Starlette Response, for FastAPI routes and exception handlers."""
         return Response(self.body, self.status, headers=self.headers)
@@ -100,3 +100,26 @@ def json_response(content: Any, status_code: int = 200,
                   headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson (numpy arrays included)."""
     return Reply.json(content, status_code, headers).response()
+
+
+INTERNAL_ERROR = Reply.json({"error": "internal server error; see the server log"}, 500)
+
+
+def error_reply(error: Exception, method: str, path: str) -> Reply:
+    """The one error renderer of both stacks (FastAPI's exception handlers and the fast path):
+    {"error": "..."} with the status and headers of our errors, of FastAPI's validation errors
+    and of Starlette's 404/405; anything else is a 500 whose traceback goes to the log only."""
+    if isinstance(error, ServiceError):
+        return Reply.json({"error": error.message}, error.status_code, error.headers)
+    if isinstance(error, RequestValidationError):
+        return Reply.json({"error": describe_validation_errors(error.errors())}, 400)
+    if isinstance(error, HTTPException):
+        if error.status_code == 404:
+            message = f"no route {method} {path}; see /docs"
+        elif error.status_code == 405:
+            message = f"method {method} is not allowed on {path}"
+        else:
+            message = str(error.detail)
+        return Reply.json({"error": message}, error.status_code, error.headers)
+    logger.error("unexpected error on %s %s", method, path, exc_info=error)
+    return INTERNAL_ERROR

@@ -1,19 +1,20 @@
-"""The inference routes straight from ASGI: same endpoint code as FastAPI's routes, less CPU.
+"""The fast path: how production serves POST /v2/models/{name}[/versions/{v}]/infer and
+POST /v1/models/{name}:predict, straight from ASGI with the same endpoint code as FastAPI's
+routes, for less CPU.
 
 Why: at 64 clients FastAPI's request handling (its middleware layers, a scan of every route,
 dependency solving, Request and Response objects) cost more server CPU than parsing and
-inference together (bench/README.md). `HotPath` is the app's outermost layer: a POST whose path
-matches a hot route goes to that route's plain endpoint (`serve_infer`, `serve_predict`: the
-very functions the FastAPI routes call) with a `Call` built from the scope; the `Reply` is sent
-as two ASGI messages. Errors get the same `{"error"}` replies as FastAPI's exception handlers,
-and the same request log records the request. Every other request, and the OpenAPI
-documentation of these routes, stays with FastAPI.
+inference together (bench/README.md). `HotPath` sits right inside the request log, outside
+FastAPI: a POST whose path matches a hot route goes to that route's plain endpoint
+(`serve_infer`, `serve_predict`: the very functions the FastAPI routes call) with a `Call`
+built from the scope; the `Reply` is sent as two ASGI messages. Errors are rendered by
+`error_reply`, as FastAPI's exception handlers render them. Every other request, and the
+OpenAPI documentation of these routes, stays with FastAPI.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -22,16 +23,11 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ServiceError
-from service.http.call import Call, Reply
-from service.http.requestlog import REQUEST_ID, RequestLog
+from service.http.call import SCOPE_KEY, Call, Reply, error_reply
 from service.models.dataplane import DataPlane
 
-logger = logging.getLogger("mlp_serve")
 PlainEndpoint = Callable[..., Awaitable[Reply]]  # (dataplane, call, **path params) -> Reply
 HotRoute = tuple[Route, PlainEndpoint]
-CLIENT_CLOSED = 499  # logged when the client went away before its answer (nginx's code)
-INTERNAL_ERROR = Reply.json({"error": "internal server error; see the server log"}, 500)
 
 
 class HotPath:
@@ -42,11 +38,10 @@ class HotPath:
     route of `owner` may match a hot path, so FastAPI's router would have picked the same one.
     """
 
-    def __init__(self, app: ASGIApp, owner: Any, dataplane: DataPlane, log: RequestLog,
+    def __init__(self, app: ASGIApp, owner: Any, dataplane: DataPlane,
                  hot: Sequence[HotRoute]) -> None:
         self.app = app
         self.dataplane = dataplane
-        self.log = log
         self.routes = list(hot)
         for route, endpoint in self.routes:
             _check_signature(route, endpoint)
@@ -66,26 +61,17 @@ class HotPath:
 
     async def _serve(self, route: Route, endpoint: PlainEndpoint, params: dict[str, Any],
                      scope: Scope, receive: Receive, send: Send) -> None:
-        note = self.log.start(scope)
-        status = CLIENT_CLOSED
+        scope["route"] = route  # the request log labels its metrics with it, as for FastAPI
+        call = Call.from_scope(scope, receive, scope[SCOPE_KEY])
         try:
-            try:
-                reply = await endpoint(self.dataplane, Call.from_scope(scope, receive, note),
-                                       **params)
-            except ServiceError as error:
-                reply = Reply.error(error)
-            except ClientDisconnect:
-                return
-            except Exception:
-                logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
-                reply = INTERNAL_ERROR
-            status = reply.status
-            await send({"type": "http.response.start", "status": status,
-                        "headers": reply.raw_headers((REQUEST_ID, note["request_id"].encode()),
-                                                     *self.log.closing())})
-            await send({"type": "http.response.body", "body": reply.body})
-        finally:
-            self.log.finish(scope, note, route.path, status)
+            reply = await endpoint(self.dataplane, call, **params)
+        except ClientDisconnect:
+            raise  # nobody to answer: the request log records it
+        except Exception as error:
+            reply = error_reply(error, scope["method"], scope["path"])
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": reply.raw_headers()})
+        await send({"type": "http.response.body", "body": reply.body})
 
 
 def hot_routes(routes: Iterable[BaseRoute], endpoints: Mapping[Callable[..., Any], PlainEndpoint]

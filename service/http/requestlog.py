@@ -1,10 +1,11 @@
 """One log line and one set of metrics per request, and the X-Request-ID on every response.
 
-`RequestLog` does the bookkeeping; `HotPath` calls it directly for the inference routes and
-`RequestLogMiddleware` (a pure ASGI middleware: no BaseHTTPMiddleware, which would buffer every
-response) wraps everything else. The note it keeps per request holds the arrival time, so
-deadlines count the time spent reading and decoding. Endpoints name the model and version that
-answered (`Call.answered_by`); bodies are never logged.
+`RequestLog` does the bookkeeping; `RequestLogMiddleware` (a pure ASGI middleware: no
+BaseHTTPMiddleware, which would buffer every response) is the app's outermost layer, so every
+request, fast path or FastAPI, is recorded there once. The note it keeps per request (in the
+scope, where `Call` finds it) holds the arrival time, so deadlines count the time spent reading
+and decoding. Endpoints name the model and version that answered (`Call.answered_by`); bodies
+are never logged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.http.call import SCOPE_KEY, new_note
@@ -46,6 +48,7 @@ class OneLineFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
+CLIENT_CLOSED = 499  # logged when the client went away before its answer (nginx's code)
 
 
 class RequestIds:
@@ -114,18 +117,23 @@ class RequestLogMiddleware:
             return
         note = scope[SCOPE_KEY] = self.log.start(scope)
         status = 500
+        started = False
         id_header = (REQUEST_ID, note["request_id"].encode())
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message["headers"] = [*message.get("headers", []), id_header,
                                       *self.log.closing()]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            if started:
+                raise
+            status = CLIENT_CLOSED  # gone before its answer: nothing to send
         finally:
             route = scope.get("route")
             self.log.finish(scope, note, getattr(route, "path", None) or "unmatched", status)

@@ -32,8 +32,8 @@ PREDICT_BODY = {
 @router.get("/v1/models/{name}", response_model=V1ModelResponse, responses=ERRORS)
 async def model_status(name: str, dataplane: DataPlaneDep) -> Response:
     """Whether the model is loaded and ready."""
-    served = dataplane.registry.get(name)
-    return json_response({"name": served.model.name, "ready": dataplane.is_ready()})
+    model = dataplane.served_model(name)
+    return json_response({"name": model.name, "ready": dataplane.is_ready()})
 
 
 # FAST PATH: requests never reach this FastAPI route. HotPath (service/http/fastpath.py) serves
@@ -49,19 +49,14 @@ async def predict(name: str, request: Request, dataplane: DataPlaneDep) -> Respo
 async def serve_predict(dataplane: DataPlane, call: Call, name: str) -> Reply:
     """The predict route, on FastAPI or on the hot path: read, decode, queue, encode."""
     arrived = call.arrived
-    admitted, arrival = dataplane.admit(name, None)
-    try:
+    with dataplane.admit(name, None) as admitted:
         call.answered_by(admitted.model.name, admitted.model.version)
         deadline = dataplane.deadline(arrived)
         body = await read_body(call.receive, call.headers,
                                dataplane.settings.max_body_bytes, deadline)
         dataplane.check_deadline(deadline, arrived)  # not worth decoding
         instances, pixel_range = codec.decode_instances(body)
-        rows = dataplane.rows(instances, "instances", admitted.model.name, pixel_range, "v1")
-    finally:
-        arrival.done()  # no await from here to the batcher's queue
-    served = dataplane.registry.get(name)  # after the awaits: the version now served answers
-    call.answered_by(served.model.name, served.model.version)
-    result = await dataplane.predict(served, rows, deadline, arrived)
-    return Reply(codec.encode_predictions(served.model.labels, result.outputs),
-                 {"content-type": codec.JSON_TYPE, "x-model-version": str(served.model.version)})
+    model, result = await dataplane.infer_v1(name, instances, pixel_range, arrived)
+    call.answered_by(model.name, model.version)
+    return Reply(codec.encode_predictions(model.labels, result.outputs),
+                 {"content-type": codec.JSON_TYPE, "x-model-version": str(model.version)})

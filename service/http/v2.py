@@ -112,7 +112,7 @@ async def model_version_ready(name: str, version: str, dataplane: DataPlaneDep) 
 
 
 def _ready(name: str, version: int | None, dataplane: DataPlane) -> Response:
-    dataplane.registry.get(name, version)
+    dataplane.served_model(name, version)
     if not dataplane.is_ready():
         raise ServiceUnavailable("server is not ready")
     return json_response({"name": name, "ready": True})
@@ -142,8 +142,7 @@ async def serve_infer(dataplane: DataPlane, call: Call, name: str,
     """Both infer routes, on FastAPI or on the hot path: read, decode, queue, encode."""
     number = None if version is None else parse_version(version)
     arrived = call.arrived
-    admitted, arrival = dataplane.admit(name, number)
-    try:
+    with dataplane.admit(name, number) as admitted:
         call.answered_by(admitted.model.name, admitted.model.version)
         header_length = call.headers.get(codec.HEADER_LENGTH)
         body = await read_binary_body(call.receive, call.headers,
@@ -152,8 +151,6 @@ async def serve_infer(dataplane: DataPlane, call: Call, name: str,
         dataplane.check_deadline(dataplane.deadline(arrived), arrived)  # not worth decoding
         json_part, binary = codec.split_binary(body, header_length)
         infer_request, tensors = codec.decode_inference_request(json_part, binary)
-    finally:
-        arrival.done()  # no await from here to the batcher's queue
     model, outputs = await dataplane.infer_v2(name, number, infer_request, tensors, arrived)
     call.answered_by(model.name, model.version)
     payload, headers = codec.encode_inference_response(model.name, model.version,

@@ -10,17 +10,19 @@ How to use it (the whole interface):
     result.queue_wait_s, result.compute_s      # per-request timings for metrics
     await batcher.drain_and_stop()             # on shutdown: answer everything, then stop
 
-- `run_batch(batch) -> {output name: array}` runs in a thread (the `executor`, or a private
-  model thread), never on the event loop. Every output's axis 0 must match the batch's rows.
+- `run_batch(batch) -> {output name: array}` runs in the batcher's own model thread, never on
+  the event loop. Every output's axis 0 must match the batch's rows.
 - `submit` returns a `BatchResult`; `on_batch(batch_rows, compute_s)` (optional) is called on the
   loop once per model call, for a batch-size histogram (after the batch's requests resume).
 - `expect()` (on a request's arrival, before its body is read) raises `QueueFullError` when no
   request could fit right now, so a server refuses load before paying for reading and decoding;
   otherwise it returns an `Arrival` to close (`done()`) once the request is submitted or failed.
   A batch under load waits for open arrivals (see Policy).
-- Errors: `QueueFullError` (-> 503 + Retry-After, at once, nothing queued), `DeadlineExceededError`
-  (-> 504: the deadline passed while queued or computing; never a late answer),
-  `BatcherStoppedError` (submit before `start` or after `drain_and_stop`). If `run_batch` raises,
+- Errors are the service's own (service/errors.py), so they reach the client as they are:
+  `QueueFullError` (a ServiceUnavailable: 503 + Retry-After, at once, nothing queued),
+  `DeadlineExceededError` (a DeadlineExceeded: 504, the deadline passed while queued or
+  computing; never a late answer), `BatcherStoppedError` (a ServiceUnavailable: submit before
+  `start` or after `drain_and_stop`). If `run_batch` raises,
   each request of that batch gets that exception and the batcher keeps serving.
 
 Policy (adaptive, like Triton's scheduler with a queue delay): an idle batcher sends a request to
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import queue
 import threading
@@ -51,23 +52,25 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import DeadlineExceeded, ServiceUnavailable
+
 RunBatch = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
-class QueueFullError(Exception):
+class QueueFullError(ServiceUnavailable):
     """Too many rows are waiting; the client should retry after `retry_after_s` seconds."""
 
-    def __init__(self, queued_rows: int, new_rows: int | None, max_queue_rows: int) -> None:
-        self.retry_after_s = 1
+    def __init__(self, queued_rows: int, new_rows: int | None, max_queue_rows: int,
+                 retry_after_s: int = 1) -> None:
         adds = ("" if new_rows is None else f" and this request adds {new_rows}")
         over = "at" if new_rows is None else "over"
         super().__init__(
             f"server busy: {queued_rows} rows are queued{adds}, {over} the limit of "
-            f"{max_queue_rows}; retry after {self.retry_after_s} s"
+            f"{max_queue_rows}; retry after {retry_after_s} s", retry_after_s
         )
 
 
-class DeadlineExceededError(Exception):
+class DeadlineExceededError(DeadlineExceeded):
     """The request's deadline passed before its answer was ready."""
 
     def __init__(self, waited_s: float) -> None:
@@ -77,7 +80,7 @@ class DeadlineExceededError(Exception):
         )
 
 
-class BatcherStoppedError(RuntimeError):
+class BatcherStoppedError(ServiceUnavailable):
     """The batcher is not running (not started yet, or draining for shutdown)."""
 
     def __init__(self) -> None:
@@ -168,7 +171,6 @@ class DynamicBatcher:
         max_batch_rows: int,
         max_delay_s: float,
         max_queue_rows: int,
-        executor: concurrent.futures.Executor | None = None,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_batch_rows < 1 or max_queue_rows < 1 or max_delay_s < 0:
@@ -180,7 +182,6 @@ class DynamicBatcher:
         self._max_batch_rows = max_batch_rows
         self._max_delay_s = max_delay_s
         self._max_queue_rows = max_queue_rows
-        self._executor = executor
         self._thread: _ModelThread | None = None
         self._on_batch = on_batch
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,8 +218,7 @@ class DynamicBatcher:
         if self._loop is not None:
             raise RuntimeError("DynamicBatcher.start() called twice")
         self._loop = asyncio.get_running_loop()
-        if self._executor is None:
-            self._thread = _ModelThread("batcher")
+        self._thread = _ModelThread("batcher")
         self._accepting = True
 
     async def submit(self, rows: np.ndarray, *, deadline: float) -> BatchResult:
@@ -314,13 +314,8 @@ class DynamicBatcher:
         def done(result: Any, error: BaseException | None) -> None:
             self._finish(live, started, len(inputs), result, error)
 
-        if self._thread is not None:
-            self._thread.call(loop, self._timed, inputs, done)
-        else:
-            assert self._executor is not None
-            self._executor.submit(self._timed, inputs).add_done_callback(
-                lambda f: loop.call_soon_threadsafe(
-                    done, None if f.exception() else f.result(), f.exception()))
+        assert self._thread is not None
+        self._thread.call(loop, self._timed, inputs, done)
         return True
 
     def _finish(self, live: list[_Pending], started: float, rows: int, result: Any,

@@ -15,16 +15,10 @@ import numpy as np
 from artifact.layout import INPUT_NAME, PIXELS
 from service import statistics
 from service.bounds import check_unique_outputs
-from service.errors import DeadlineExceeded, InvalidInput, ServiceUnavailable
+from service.errors import InvalidInput, ServiceUnavailable
 from service.metrics import Metrics
 from service.models import pixels
-from service.models.batching import (
-    Arrival,
-    BatcherStoppedError,
-    BatchResult,
-    DeadlineExceededError,
-    QueueFullError,
-)
+from service.models.batching import Arrival, BatchResult, DeadlineExceededError
 from service.models.registry import ModelRegistry, Served
 from service.models.repository import ModelVersion
 from service.protocol import InferenceRequest
@@ -81,6 +75,24 @@ def _as_float32(array: np.ndarray) -> np.ndarray:
     if array.dtype == FLOAT32 and flags.c_contiguous and flags.aligned:
         return array
     return np.ascontiguousarray(array, dtype=FLOAT32)
+
+
+class Admission:
+    """An admitted request while its body is read and decoded. Leaving the `with` block closes
+    the batcher's Arrival (the next batch stops waiting for it), on success or error; the
+    caller submits right after, with no await in between."""
+
+    __slots__ = ("arrival", "served")
+
+    def __init__(self, served: Served, arrival: Arrival) -> None:
+        self.served = served
+        self.arrival = arrival
+
+    def __enter__(self) -> Served:
+        return self.served
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.arrival.done()
 
 
 class DataPlane:
@@ -227,12 +239,12 @@ class DataPlane:
         """504 now, rather than decode or queue a request whose answer would come too late."""
         now = time.monotonic()
         if now >= deadline:
-            raise DeadlineExceeded(str(DeadlineExceededError(now - arrived)))
+            raise DeadlineExceededError(now - arrived)
 
-    def admit(self, name: str, version: int | None) -> tuple[Served, Arrival]:
+    def admit(self, name: str, version: int | None) -> Admission:
         """Take a new inference request: 503 once shutting down or when the model's queue is
-        already at its bound, 404 for unknown models; else the served version and the request's
-        Arrival, which the caller closes right before submitting (and on any error).
+        already at its bound, 404 for unknown models; else its Admission, to hold while the
+        body is read and decoded: `with dataplane.admit(name, version) as served: ...`.
 
         Called when the request arrives, before its body is read: so requests that arrived
         before SIGTERM still finish, and refusing load costs next to nothing (a refusal after
@@ -243,10 +255,23 @@ class DataPlane:
             raise ServiceUnavailable("server is shutting down; send the request to another "
                                      "replica")
         served = self.registry.get(name, version)
-        try:
-            return served, served.batcher.expect()
-        except QueueFullError as error:
-            raise ServiceUnavailable(str(error), error.retry_after_s) from None
+        return Admission(served, served.batcher.expect())
+
+    def served_model(self, name: str, version: int | None = None) -> ModelVersion:
+        """The version of `name` served now (404 if none, or if `version` is not it)."""
+        return self.registry.get(name, version).model
+
+    async def infer_v1(self, name: str, instances: np.ndarray, pixel_range: Any,
+                       arrived: float) -> tuple[ModelVersion, BatchResult]:
+        """Run decoded V1 instances (with the request's declared pixel range, if any) on the
+        version served now; (model, its outputs).
+
+        As infer_v2: looked up after the body was read, no await from the lookup to the queue.
+        """
+        rows = self.rows(instances, "instances", name, pixel_range, "v1")
+        served = self.registry.get(name)
+        result = await self.predict(served, rows, self.deadline(arrived), arrived)
+        return served.model, result
 
     async def infer_v2(
         self, name: str, version: int | None, request: InferenceRequest,
@@ -266,21 +291,13 @@ class DataPlane:
 
     async def predict(self, served: Served, rows: np.ndarray, deadline: float,
                       arrived: float) -> BatchResult:
-        """Queue rows on the served version's batcher and map its errors to HTTP errors."""
+        """Queue rows on the served version's batcher; its errors are the service's own (503
+        queue full or stopped, 504 deadline), so they go to the client as they are."""
         self.check_deadline(deadline, arrived)
         name, version = served.model.name, served.model.version
         submitted = time.monotonic()
         try:
             result = await served.batcher.submit(rows, deadline=deadline)
-        except QueueFullError as error:
-            self.metrics.statistics.failure(name, version, arrived)
-            raise ServiceUnavailable(str(error), error.retry_after_s) from None
-        except DeadlineExceededError as error:
-            self.metrics.statistics.failure(name, version, arrived)
-            raise DeadlineExceeded(str(error)) from None
-        except BatcherStoppedError as error:
-            self.metrics.statistics.failure(name, version, arrived)
-            raise ServiceUnavailable(str(error)) from None
         except Exception:
             self.metrics.statistics.failure(name, version, arrived)
             raise

@@ -27,9 +27,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Literal, Protocol
 
 from service.errors import ServiceError, ServiceUnavailable
+from service.metrics import Metrics
 from service.models.dataplane import Lifecycle
 from service.models.registry import Changed, ModelRegistry
 
@@ -277,6 +279,38 @@ class FleetControl:
         if done.refused:
             raise ServiceUnavailable(done.refused)
         return verdict(Command(done.command_id, op, name, version), done.outcomes)
+
+
+class FleetWorker:
+    """The app as one worker of `mlp-serve --workers N` (create_app's role): metrics in the
+    supervisor's multiprocess folder, kept fresh for scrapes of other workers; model control
+    through the supervisor to every worker."""
+
+    def __init__(self, link: FleetLink, metrics_dir: Path) -> None:
+        self.link = link
+        self.metrics_dir = metrics_dir
+        self.refresher: asyncio.Task[None] | None = None
+
+    def metrics(self) -> Metrics:
+        """prometheus_client's multiprocess mode in the supervisor's folder."""
+        return Metrics(self.metrics_dir)
+
+    def control(self, registry: ModelRegistry) -> FleetControl:
+        """Every worker changes together."""
+        return FleetControl(registry, self.link)
+
+    async def serving(self, registry: ModelRegistry, metrics: Metrics,
+                      lifecycle: Lifecycle) -> None:
+        """Take the supervisor's commands (ready once every worker listens: FleetReady);
+        refresh the live gauges in the background."""
+        self.link.listen(registry, lifecycle)
+        self.refresher = asyncio.create_task(metrics.keep_gauges_fresh())
+
+    async def stopping(self) -> None:
+        """Stop the refresher; finish the commands being applied."""
+        if self.refresher is not None:
+            self.refresher.cancel()
+        await self.link.close()
 
 
 class Peer(Protocol):

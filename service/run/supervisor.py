@@ -40,6 +40,7 @@ from service.models.fleet import (
     CommandRelay,
     FleetLink,
     FleetReady,
+    FleetWorker,
     Heartbeat,
     Ready,
     Submit,
@@ -93,7 +94,7 @@ def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid
     os.setpgrp()  # Ctrl-C in a terminal signals the supervisor only, which forwards it once
     exit_with_supervisor(supervisor_pid)
     link = FleetLink(pipe, f"worker {index} (pid {os.getpid()})")
-    app = create_app(settings, multiprocess_dir=metrics_dir, fleet=link)
+    app = create_app(settings, FleetWorker(link, metrics_dir))
     config = serve_config(app, settings)
     try:
         sock = listen_socket(settings.host, settings.port, reuse_port=True)

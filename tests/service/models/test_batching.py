@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from service.errors import DeadlineExceeded, ServiceUnavailable
 from service.models.batching import (
     BatcherStoppedError,
     BatchResult,
@@ -463,3 +464,18 @@ def test_on_batch_reports_each_model_call_and_bad_settings_are_refused() -> None
     assert [n for n, _ in seen] == [3] and seen[0][1] >= 0
     with pytest.raises(ValueError, match=r"max_batch_rows >= 1 \(got 0\)"):
         DynamicBatcher(RecordingModel(), max_batch_rows=0, max_delay_s=0, max_queue_rows=8)
+
+
+def test_the_batchers_errors_are_the_services_own() -> None:
+    """They reach the client as they are: one error vocabulary, no mapping in between."""
+    full = QueueFullError(4, 2, 5)
+    assert isinstance(full, ServiceUnavailable)
+    assert (full.status_code, full.headers) == (503, {"Retry-After": "1"})
+    assert full.message == ("server busy: 4 rows are queued and this request adds 2, over the "
+                            "limit of 5; retry after 1 s")
+    late = DeadlineExceededError(0.25)
+    assert isinstance(late, DeadlineExceeded) and late.status_code == 504
+    assert late.message == ("request timed out after 250 ms waiting for the model; retry later "
+                            "or send fewer rows")
+    stopped = BatcherStoppedError()
+    assert isinstance(stopped, ServiceUnavailable) and stopped.status_code == 503
