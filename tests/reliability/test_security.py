@@ -18,7 +18,9 @@ import httpx
 import numpy as np
 import pytest
 
+from service import settings as settings_module
 from service.http import deps
+from service.settings import Settings
 from tests.reliability.conftest import API_KEY, MODEL, StartServer
 from tests.reliability.harness import figures
 from tests.reliability.harness.memory import MB, RssSampler
@@ -77,13 +79,22 @@ def test_control_without_the_right_key_is_401_and_changes_nothing(
     figures.record("security-key", wrong_key_cases=len(WRONG_KEYS) * len(CONTROL_PATHS))
 
 
+def function_tree(path: Path, name: str) -> ast.AST:
+    """The definition of function (or method) `name` in `path`, as the file is now."""
+    module = ast.parse(path.read_text())
+    return next(node for node in ast.walk(module)
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name)
+
+
 def test_api_key_is_compared_in_constant_time() -> None:
     """Behaviour is covered above (equal and different lengths both 401); here the code path:
-    the key check uses hmac/secrets.compare_digest and never == / != on the key."""
-    module = ast.parse(Path(deps.__file__).read_text())  # the file as it is now, not as imported
-    tree = next(node for node in ast.walk(module)
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-                and node.name == deps.require_api_key.__name__)
+    the HTTP dependency asks Settings.accepts_api_key (which gRPC asks too), and that check
+    uses hmac/secrets.compare_digest and never == / != on the key."""
+    dependency = function_tree(Path(deps.__file__), deps.require_api_key.__name__)
+    asked = {node.func.attr for node in ast.walk(dependency)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert "accepts_api_key" in asked, ast.unparse(dependency)
+    tree = function_tree(Path(settings_module.__file__), Settings.accepts_api_key.__name__)
     source = ast.unparse(tree)
     calls = {node.func.attr for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
