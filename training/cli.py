@@ -111,6 +111,11 @@ def run_train(args: argparse.Namespace) -> None:
         print(f"not published; ONNX file: {result.onnx_path}")
         return
     print(f"published: {result.published_dir}")
+    if result.int8 is not None:
+        where = (f"published: {result.int8.published_dir}" if result.int8.published_dir
+                 else f"{result.int8.name} NOT published (loses more than the margin "
+                 "int8_max_accuracy_drop)")
+        print(f"{result.int8.comparison.verdict()}; {where}")
     print(f"serve it with: mlp-serve --repository {config.repository}")
 
 

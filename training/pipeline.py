@@ -17,6 +17,7 @@ user-facing message.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from training.gate import check_before_publishing
 from training.model import MLP, MLPConfig
 from training.provenance import provenance
 from training.publish import publish as publish_version
+from training.quantize import Int8Result, publish_int8
 from training.report import plot_confusion_matrix, plot_learning_curves, run_title, save_history
 from training.seeding import seed_everything
 
@@ -51,6 +53,7 @@ class RunResult:
     onnx_size_bytes: int
     published_dir: Path | None
     run_dir: Path
+    int8: Int8Result | None = None
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -136,8 +139,12 @@ def train_and_publish(
     else:
         onnx_path = run_dir / ONNX_FILE
         onnx.save(proto, onnx_path)
+    int8 = None
+    if config.int8 and published_dir is not None:
+        int8 = publish_int8(config, proto, int(published_dir.name), x_train, dataset, partial(
+            build_card, model=model, dataset=dataset, splits=splits, fit_result=fit_result))
     return RunResult(
         config=config, model=model, fit=fit_result, metrics=metrics, parity=parity,
         onnx_path=onnx_path, onnx_size_bytes=onnx_path.stat().st_size,
-        published_dir=published_dir, run_dir=run_dir,
+        published_dir=published_dir, run_dir=run_dir, int8=int8,
     )
