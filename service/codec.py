@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from service import bounds
 from service.errors import InvalidInput, describe_validation_errors
+from service.jsontensors import loads_with_arrays
 from service.protocol import DATATYPE_OF_DTYPE, DATATYPES, InferenceRequest
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -82,7 +83,15 @@ def _binary_kind(raw: bytes) -> str | None:
 def decode_inference_request(
     json_part: bytes, binary: bytes | memoryview
 ) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
-    """Parse a V2 request and its input tensors (JSON data or binary_data_size chunks)."""
+    """Parse a V2 request and its input tensors (JSON data or binary_data_size chunks).
+
+    Large all-JSON requests first try `jsontensors` (numbers straight into numpy); anything it
+    does not accept, or that would fail a check, is decoded here again, so errors stay exact.
+    """
+    if not binary:
+        fast = _decode_fast(json_part)
+        if fast is not None:
+            return fast
     payload = parse_json(json_part)
     bounds.check_request(payload)  # before pydantic builds an object (or an error) per entry
     try:
@@ -91,6 +100,34 @@ def decode_inference_request(
         raise InvalidInput(describe_validation_errors(error.errors())) from None
     # JSON true/false would become 1/0: look for them only when the body spells one.
     maybe_bools = b"true" in json_part or b"false" in json_part
+    return request, _tensors(request, binary, maybe_bools)
+
+
+def decode_inference_request_json(json_part: bytes
+                                  ) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
+    """`decode_inference_request` for a body without a binary section."""
+    return decode_inference_request(json_part, b"")
+
+
+def _decode_fast(json_part: bytes) -> tuple[InferenceRequest, dict[str, np.ndarray]] | None:
+    """`decode_inference_request` through jsontensors; None whenever the exact path must run.
+    (Its arrays hold only numbers: simdjson refuses true/false in a number buffer.)"""
+    parsed = loads_with_arrays(json_part, "data")
+    if parsed is None:
+        return None
+    payload, array = parsed
+    try:
+        bounds.check_request(payload)
+        request = InferenceRequest.model_validate(payload)
+        request.inputs[0].data = array
+        return request, _tensors(request, b"", maybe_bools=False)
+    except (ValidationError, InvalidInput):
+        return None
+
+
+def _tensors(request: InferenceRequest, binary: bytes | memoryview,
+             maybe_bools: bool) -> dict[str, np.ndarray]:
+    """The input tensors of a validated request, from JSON data or the binary section."""
     tensors: dict[str, np.ndarray] = {}
     offset = 0
     for item in request.inputs:
@@ -121,7 +158,7 @@ def decode_inference_request(
     if offset != len(binary):
         raise InvalidInput(f"the body carries {len(binary)} bytes of binary data but the inputs' "
                            f"binary_data_size add up to {offset}")
-    return request, tensors
+    return tensors
 
 
 def tensor_dtype(name: str, datatype: str) -> np.dtype[Any]:
@@ -209,6 +246,10 @@ def encode_inference_response(
 def decode_instances(body: bytes) -> tuple[np.ndarray, Any]:
     """KServe V1 `{"instances": [[784 numbers], ...]}` as an array (shape checked later), and
     the optional `pixel_range` field as sent (checked with the pixels)."""
+    fast = loads_with_arrays(body, "instances")
+    if fast is not None:
+        payload, array = fast
+        return array, payload.get("pixel_range")
     payload = parse_json(body)
     if not isinstance(payload, dict) or "instances" not in payload:
         raise InvalidInput("request body must be a JSON object with 'instances': "

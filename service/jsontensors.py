@@ -1,0 +1,140 @@
+"""Large JSON tensors straight into numpy (simdjson), skipping one Python float per number.
+
+Why: a 256-row V2 JSON request carries 200,704 numbers; `orjson.loads` makes a Python float of
+each and `np.asarray` walks them again, most of the request's server CPU (bench/README.md).
+simdjson parses the body and copies each homogeneous number array into a typed buffer.
+
+The fast path only ever answers requests the exact path (`codec`) would accept, with identical
+arrays: whenever anything is unusual -- not an object, duplicate keys, a tensor deeper than 2-D,
+ragged rows, a non-number, a number out of int64/float64 range, a schema error -- it returns
+None and the caller decodes the body the ordinary way, which produces today's exact error
+messages. Integers stay int64 and any fraction or exponent makes the array float64, exactly as
+`np.asarray` types a list of Python numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import simdjson
+
+MIN_BYTES = 16 * 1024  # below this orjson is as fast (one row of 784 numbers is ~3-4 kB)
+_FLOAT_MARKS = (b".", b"e", b"E")  # a JSON number with any of these is a float
+_FLOAT_BYTES = tuple(ord(mark) for mark in _FLOAT_MARKS)
+
+
+def loads_with_arrays(raw: bytes, tensor_key: str) -> tuple[Any, np.ndarray] | None:
+    """Parse a JSON object holding one tensor of numbers: V2 `inputs[0].data` (`tensor_key`
+    "data", exactly one input) or V1 `instances` ("instances").
+
+    Returns (payload, array): the object without that array (as orjson would return it) and the
+    numbers as int64/float64 [n] or [rows, columns]. None means: decode this body the ordinary
+    way (too small to gain, or anything unusual; see the module doc).
+    """
+    if len(raw) < MIN_BYTES or b"\\" in raw:
+        return None  # small, or string escapes (parsers differ on lone surrogates)
+    parser = simdjson.Parser()  # one per call: parsers may not be shared across threads
+    try:
+        split = _split(parser.parse(raw), tensor_key)
+        if split is None:
+            return None
+        payload, tensor = split
+        # Outside strings, every '[' opens an array and every '.', 'e' or 'E' belongs to a
+        # number: what the payload does not account for is the tensor's.
+        brackets, marks = _marks([payload, tensor_key])  # the payload, and the tensor's key
+        if brackets < 0:
+            return None
+        brackets -= 1  # the list just made
+        text = np.frombuffer(raw, np.uint8)  # numpy counts a byte ~10x faster than bytes.count
+        tensor_marks = sum(int(np.count_nonzero(text == mark)) for mark in _FLOAT_BYTES) - marks
+        tensor_brackets = int(np.count_nonzero(text == ord("["))) - brackets
+        array = _numbers(tensor, tensor_brackets, tensor_marks > 0)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError):
+        return None  # invalid JSON, a non-number, a number out of range: the exact path says it
+    return None if array is None else (payload, array)
+
+
+def _split(doc: Any, tensor_key: str) -> tuple[Any, Any] | None:
+    """(the object without the tensor, as plain Python; the tensor's simdjson Array)."""
+    if not isinstance(doc, simdjson.Object) or not _unique_keys(doc):
+        return None
+    if tensor_key == "instances":
+        if "instances" not in doc:
+            return None
+        return {k: _plain(doc[k]) for k in doc if k != "instances"}, doc["instances"]
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, simdjson.Array) or len(inputs) != 1:
+        return None
+    item = inputs[0]
+    if not isinstance(item, simdjson.Object) or not _unique_keys(item) or tensor_key not in item:
+        return None
+    payload = {k: _plain(doc[k]) for k in doc if k != "inputs"}
+    payload["inputs"] = [{k: _plain(item[k]) for k in item if k != tensor_key}]
+    return payload, item[tensor_key]
+
+
+def _unique_keys(obj: Any) -> bool:
+    """Duplicate keys resolve differently across parsers; leave them to the exact path."""
+    keys = list(obj.keys())
+    return len(keys) == len(set(keys))
+
+
+def _plain(value: Any) -> Any:
+    """A simdjson proxy as plain Python (dicts, lists), as orjson would have returned it."""
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
+def _marks(value: Any) -> tuple[int, int]:
+    """('[' count, '.'/'e'/'E' count) that `value` has in JSON text; (-1, 0) when unknown (a
+    float, whose text form this cannot know)."""
+    if isinstance(value, str):
+        text = value.encode()
+        return text.count(b"["), sum(text.count(mark) for mark in _FLOAT_MARKS)
+    if isinstance(value, bool):
+        return 0, 1  # the 'e' of true/false
+    if isinstance(value, float):
+        return -1, 0
+    if isinstance(value, dict):
+        parts = [_marks(part) for pair in value.items() for part in pair]
+    elif isinstance(value, list):
+        parts = [_marks(part) for part in value]
+        parts.append((1, 0))
+    else:
+        return 0, 0  # int or None
+    if any(brackets < 0 for brackets, _ in parts):
+        return -1, 0
+    return sum(b for b, _ in parts), sum(m for _, m in parts)
+
+
+def _numbers(value: Any, brackets: int, has_fractions: bool) -> np.ndarray | None:
+    """A flat or evenly nested 2-D array of numbers as int64 (no fraction or exponent
+    anywhere) or float64, as np.asarray types a list of Python numbers; None otherwise.
+
+    simdjson flattens nested arrays without checking that rows are even, so the structure is
+    checked here: the tensor's text has exactly one '[' per row plus the outer one (`brackets`),
+    every row has the first row's length, and the buffer holds rows x columns numbers.
+    """
+    if not isinstance(value, simdjson.Array) or len(value) == 0:
+        return None
+    first = value[0]
+    if isinstance(first, simdjson.Array):
+        rows, columns = len(value), len(first)
+        if columns == 0 or brackets != rows + 1:
+            return None
+        if any(not isinstance(row, simdjson.Array) or len(row) != columns for row in value):
+            return None
+        shape: tuple[int, ...] = (rows, columns)
+    else:
+        if brackets != 1:
+            return None
+        shape = (len(value),)
+    dtype = np.dtype("<f8") if has_fractions else np.dtype("<i8")
+    array = np.frombuffer(value.as_buffer(of_type="d" if has_fractions else "i"), dtype=dtype)
+    if array.size != int(np.prod(shape)):
+        return None
+    return array.reshape(shape)

@@ -1,0 +1,144 @@
+"""Large JSON tensors through simdjson give exactly what the orjson path gives: same request,
+same arrays (values and dtype), or the same error message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from service import bounds, codec
+from service.errors import InvalidInput, describe_validation_errors
+from service.jsontensors import MIN_BYTES, loads_with_arrays
+from service.protocol import InferenceRequest
+
+ROWS = 64  # 64 x 784 numbers: well above MIN_BYTES, so the fast path is tried
+PIXELS = np.random.default_rng(0).integers(0, 256, (ROWS, 784))
+
+
+def v2(data: Any, shape: list[int] | None = None, datatype: str = "FP32",
+       **extra: Any) -> bytes:
+    body = {"inputs": [{"name": "input", "shape": shape or [ROWS, 784], "datatype": datatype,
+                        "data": data}], **extra}
+    return orjson.dumps(body)
+
+
+def exact(body: bytes) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
+    """The orjson path alone, as every request was decoded before the fast path."""
+    payload = codec.parse_json(body)
+    bounds.check_request(payload)
+    try:
+        request = InferenceRequest.model_validate(payload)
+    except ValidationError as error:
+        raise InvalidInput(describe_validation_errors(error.errors())) from None
+    return request, codec._tensors(request, b"", b"true" in body or b"false" in body)
+
+
+def outcome(decode: Any, body: bytes) -> Any:
+    try:
+        request, tensors = decode(body)
+    except InvalidInput as error:
+        return ("error", str(error))
+    dumped = request.model_dump(exclude={"inputs": {0: {"data"}}})
+    return ("ok", dumped, {k: (v.dtype.str, v.shape, v.tolist()) for k, v in tensors.items()})
+
+
+ragged = [row.tolist() for row in PIXELS]
+ragged[1] = ragged[1] + [5]
+ragged[2] = ragged[2][:-1]  # same total count as an even tensor
+singleton = [row.tolist() for row in PIXELS]
+singleton[3][7] = [singleton[3][7]]  # a number wrapped in a list: same count, not even
+flat_wrapped: list[Any] = PIXELS.ravel().tolist()
+flat_wrapped[10] = [flat_wrapped[10]]
+mixed = PIXELS.tolist()
+mixed[5][5] = 2.5
+
+FAST = {  # accepted by the fast path: same arrays as the exact path
+    "nested ints": v2(PIXELS.tolist()),
+    "flat ints": v2(PIXELS.ravel().tolist()),
+    "nested floats": v2((PIXELS / 3).tolist()),
+    "ints with one fraction": v2(mixed),
+    "exponent": v2([*PIXELS.ravel().tolist()[:-1], 1e2]),
+    "out of range int stays int": v2([*PIXELS.ravel().tolist()[:-1], 300]),
+    "negative zero": v2([*PIXELS.ravel().tolist()[:-1], -0.0]),
+    "UINT8": v2(PIXELS.tolist(), datatype="UINT8"),
+    "strings elsewhere with [ and e": v2(PIXELS.tolist(), id="[req] e.E",
+                                         parameters={"note": "[[x]]", "flag": True, "n": 3}),
+    "requested outputs": v2(PIXELS.tolist(), outputs=[{"name": "label"}]),
+}
+EXACT = {  # left to the exact path (fallback), which answers as it always did
+    "null": v2([*PIXELS.ravel().tolist()[:-1], None]),
+    "string 7": v2([*PIXELS.ravel().tolist()[:-1], "7"]),
+    "true": v2([*PIXELS.ravel().tolist()[:-1], True]),
+    "ragged rows, same count": v2(ragged),
+    "number wrapped in a list": v2(singleton),
+    "flat with a wrapped number": v2(flat_wrapped),
+    "3-D": v2(PIXELS.reshape(ROWS, 28, 28).tolist(), shape=[ROWS, 28, 28]),
+    "fractions for INT32": v2(mixed, datatype="INT32"),
+    "count mismatch": v2(PIXELS.tolist(), shape=[ROWS, 783]),
+    "too big for int64": v2([*PIXELS.ravel().tolist()[:-1], 2**64 - 1]),
+    "float parameter": v2(PIXELS.tolist(), parameters={"timeout": 1.5}),
+    "no data": orjson.dumps({"inputs": [{"name": "input", "shape": [1, 784],
+                                         "datatype": "FP32", "pad": "x" * MIN_BYTES}]}),
+    "two inputs": orjson.dumps({"inputs": [
+        {"name": "input", "shape": [ROWS, 784], "datatype": "FP32", "data": PIXELS.tolist()},
+        {"name": "input", "shape": [ROWS, 784], "datatype": "FP32", "data": PIXELS.tolist()}]}),
+    "not an object": orjson.dumps([PIXELS.tolist()]),
+    "missing name": orjson.dumps({"inputs": [{"shape": [ROWS, 784], "datatype": "FP32",
+                                              "data": PIXELS.tolist()}]}),
+    "bad JSON": v2(PIXELS.tolist())[:-2],
+    "empty data": v2([], pad="x" * MIN_BYTES),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_fast_path_gives_the_exact_paths_arrays(name: str) -> None:
+    body = FAST[name]
+    assert len(body) >= MIN_BYTES
+    assert loads_with_arrays(body, "data") is not None, "the fast path was not taken"
+    result = outcome(codec.decode_inference_request_json, body)
+    assert result[0] == "ok"
+    assert result == outcome(exact, body)
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_unusual_bodies_answer_as_before(name: str) -> None:
+    body = EXACT[name]
+    assert outcome(codec.decode_inference_request_json, body) == outcome(exact, body)
+
+
+def test_duplicate_and_escaped_bodies_are_left_to_the_exact_path() -> None:
+    duplicate = v2(PIXELS.tolist()).replace(b'"datatype":"FP32"',
+                                            b'"datatype":"FP32","datatype":"INT8"')
+    escaped = v2(PIXELS.tolist(), id="say \"hi\" \u00e9")
+    assert loads_with_arrays(duplicate, "data") is None
+    assert loads_with_arrays(v2(PIXELS.tolist(), id="a\\b"), "data") is None
+    assert outcome(codec.decode_inference_request_json, duplicate) == outcome(exact, duplicate)
+    assert outcome(codec.decode_inference_request_json, escaped) == outcome(exact, escaped)
+
+
+@pytest.mark.parametrize("instances", [PIXELS.tolist(), (PIXELS / 7).tolist(), ragged,
+                                       singleton, [*PIXELS.tolist()[:-1], ["7"] * 784]])
+def test_v1_instances_match_the_exact_path(instances: list[Any]) -> None:
+    body = orjson.dumps({"instances": instances})
+
+    def v1_exact(raw: bytes) -> Any:
+        try:
+            array = np.asarray(orjson.loads(raw)["instances"])
+            if array.dtype.kind not in "iuf":
+                raise ValueError
+        except ValueError:
+            return "refused"
+        return (array.dtype.str, array.tolist())
+
+    def v1(raw: bytes) -> Any:
+        try:
+            array = codec.decode_instances(raw)
+        except InvalidInput:
+            return "refused"
+        return (array.dtype.str, array.tolist())
+
+    assert v1(body) == v1_exact(body)
