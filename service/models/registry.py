@@ -69,6 +69,7 @@ class ModelRegistry:
                 max_delay_s=self.settings.max_queue_delay_ms / 1000,
                 max_queue_rows=self.settings.max_queue_rows,
                 on_batch=self.metrics.batch_recorder(name, model.version),
+                inline_max_rows=self.settings.inline_max_rows,
             )
             await batcher.start()
             old = self._served.get(name)

@@ -11,12 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from service.http.app import create_app
 from service.models.repository import ModelVersion
+from service.settings import Settings
 from tests.service.conftest import MODEL, settings_for
 from tests.service.servers import serve_in_thread
 
@@ -39,6 +41,11 @@ class HeldModel:
         self.entered.set()
         assert self.release.wait(20), "the test never released the model"
         return self._real(version, rows)
+
+
+def held_settings(repo: Path, **overrides: Any) -> Settings:
+    """A held model must hold the model thread, not the event loop: no inline model calls."""
+    return settings_for(repo, inline_max_rows=0, **overrides)
 
 
 @pytest.fixture
@@ -81,7 +88,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
 
 def test_full_queue_refuses_on_arrival_before_the_body_is_sent(repo: Path,
                                                                held: HeldModel) -> None:
-    app = create_app(settings_for(repo, max_queue_rows=1, max_batch_size=1))
+    app = create_app(held_settings(repo, max_queue_rows=1, max_batch_size=1))
     with serve_in_thread(app) as client:
         port = client.base_url.port
         assert port is not None
@@ -112,7 +119,7 @@ def test_deadline_counts_from_arrival_so_a_slow_upload_gets_504_without_a_model_
     repo: Path, held: HeldModel
 ) -> None:
     held.release.set()
-    app = create_app(settings_for(repo, request_timeout_ms=300))
+    app = create_app(held_settings(repo, request_timeout_ms=300))
     with serve_in_thread(app) as client:
         port = client.base_url.port
         assert port is not None

@@ -479,3 +479,88 @@ def test_the_batchers_errors_are_the_services_own() -> None:
                             "or send fewer rows")
     stopped = BatcherStoppedError()
     assert isinstance(stopped, ServiceUnavailable) and stopped.status_code == 503
+
+
+class ThreadRecordingModel(RecordingModel):
+    """RecordingModel that also notes which thread ran each call."""
+
+    def __init__(self, hold_first: bool = False) -> None:
+        super().__init__(hold_first)
+        self.threads: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        return super().__call__(batch)
+
+
+def test_lone_small_request_runs_inline_on_the_loop_and_larger_ones_on_the_model_thread() -> None:
+    model = ThreadRecordingModel()
+    batches: list[int] = []
+
+    async def body() -> None:
+        batcher = DynamicBatcher(model, max_batch_rows=64, max_delay_s=1.0, max_queue_rows=64,
+                                 inline_max_rows=2, on_batch=lambda n, _s: batches.append(n))
+        await batcher.start()
+        small = await batcher.submit(rows(2), deadline=time.monotonic() + FAR)
+        big = await batcher.submit(rows(3, 100), deadline=time.monotonic() + FAR)
+        await asyncio.sleep(0)  # on_batch runs on the loop after the answers
+        await batcher.drain_and_stop()
+        np.testing.assert_array_equal(small.outputs["double"], rows(2) * 2)
+        np.testing.assert_array_equal(big.outputs["double"], rows(3, 100) * 2)
+        assert (small.queue_wait_s, small.batch_rows) == (0.0, 2)
+
+    run(body)
+    loop_thread = threading.get_ident()  # run() drives the loop in this thread
+    assert model.sizes == [2, 3] and batches == [2, 3]
+    assert model.threads[0] == loop_thread and model.threads[1] != loop_thread
+
+
+def test_small_request_waits_in_the_queue_while_a_batch_computes() -> None:
+    model = ThreadRecordingModel(hold_first=True)
+
+    async def body() -> None:
+        batcher = DynamicBatcher(model, max_batch_rows=64, max_delay_s=1.0, max_queue_rows=64,
+                                 inline_max_rows=8)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit(rows(20), deadline=time.monotonic() + FAR))
+        await asyncio.to_thread(model.entered.wait, 30)  # the big batch is in the model
+        second = asyncio.ensure_future(batcher.submit(rows(1, 7), deadline=time.monotonic()
+                                                      + FAR))
+        third = asyncio.ensure_future(batcher.submit(rows(1, 9), deadline=time.monotonic()
+                                                     + FAR))
+        await asyncio.sleep(0)
+        model.release.set()
+        results = await asyncio.gather(first, second, third)
+        await batcher.drain_and_stop()
+        np.testing.assert_array_equal(results[2].outputs["double"], rows(1, 9) * 2)
+
+    run(body)
+    loop_thread = threading.get_ident()
+    assert model.sizes == [20, 2]  # the two small ones were batched together, as before
+    assert loop_thread not in model.threads
+
+
+def test_inline_failure_reaches_only_that_request_and_the_batcher_keeps_serving() -> None:
+    calls = 0
+
+    def flaky(batch: np.ndarray) -> dict[str, np.ndarray]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("model exploded")
+        return {"double": batch * 2}
+
+    async def body() -> None:
+        batcher = DynamicBatcher(flaky, max_batch_rows=8, max_delay_s=0.01, max_queue_rows=64,
+                                 inline_max_rows=4)
+        await batcher.start()
+        with pytest.raises(RuntimeError, match="model exploded"):
+            await batcher.submit(rows(1), deadline=time.monotonic() + FAR)
+        with pytest.raises(DeadlineExceededError):
+            await batcher.submit(rows(1), deadline=time.monotonic() - 1)
+        result = await batcher.submit(rows(1, 5), deadline=time.monotonic() + FAR)
+        np.testing.assert_array_equal(result.outputs["double"], rows(1, 5) * 2)
+        await batcher.drain_and_stop()
+
+    run(body)
+    assert calls == 2  # the expired request never reached the model
