@@ -9,15 +9,19 @@ import difflib
 import hmac
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from artifact.names import NAME_RULE, is_name, is_version
+from service.cpus import usable_cpus
 
 MIN_API_KEY_CHARS = 16
+AUTO_WORKERS = "auto"
 PLACEHOLDER_KEYS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "password", "apikey", "api-key", "api_key",
      "replace-me", "replaceme", "your-api-key", "xxxxxxxxxxxxxxxx", "todo", "example"}
@@ -87,10 +91,11 @@ class Settings(BaseSettings):
     """On SIGTERM, time to keep answering 503 (not ready) before closing the listener."""
     log_level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
     """Log level: debug, info, warning, error or critical."""
-    workers: int = Field(1, ge=1, le=64)
-    """Worker processes serving the port together (SO_REUSEPORT), one per core; one Python
-    process tops out at one core. Several workers need a fixed port; model control changes
-    them all together."""
+    workers: int = Field(AUTO_WORKERS, ge=1, le=64)  # type: ignore[assignment]
+    """Worker processes serving the port together (SO_REUSEPORT): a number, or auto (the
+    default) = the CPUs this process may use (affinity mask and cgroup CPU quota, so a 1-CPU
+    container runs one), one when the port is 0. One Python process tops out at one core.
+    Model control changes all workers together."""
     cpu_pinning: str = Field("auto", pattern="^(auto|on|off)$")
     """Pin worker i (its event loop and model thread) to the i-th CPU it may use: on, off, or
     auto = on when there is one worker per usable CPU (the service owns the machine)."""
@@ -107,6 +112,19 @@ class Settings(BaseSettings):
         """Refuse a bad MLP_MODELS at start-up rather than at first use."""
         parse_model_selection(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_auto_workers(cls, data: Any) -> Any:
+        """workers=auto (or not set) becomes a number here, so the rest of the service only
+        ever sees how many processes to run."""
+        if isinstance(data, dict):
+            workers = data.get("workers", AUTO_WORKERS)
+            if isinstance(workers, str) and workers.strip().lower() == AUTO_WORKERS:
+                # several workers need a fixed port and Linux's SO_REUSEPORT balancing
+                shared = str(data.get("port", "")).strip() != "0" and sys.platform == "linux"
+                data = {**data, "workers": usable_cpus() if shared else 1}
+        return data
 
     @model_validator(mode="after")
     def _workers_share_a_fixed_port(self) -> Settings:

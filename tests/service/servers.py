@@ -43,8 +43,9 @@ class ServerProcess:
         self.grpc_port = free_port()
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"  # host:port, as gRPC clients take it
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MLP_")}
+        # One worker unless a test asks for more: the default (auto) runs one per CPU.
         environment |= {"MLP_REPOSITORY": str(repo), "MLP_API_KEY": API_KEY,
-                        "MLP_PORT": str(self.port),
+                        "MLP_PORT": str(self.port), "MLP_WORKERS": "1",
                         "MLP_GRPC_PORT": str(self.grpc_port)} | (env or {})
         # A file, not a pipe: a full pipe would block the server. Closed in stop().
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115

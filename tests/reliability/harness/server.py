@@ -114,7 +114,8 @@ def start_server(
     """Launch `.venv/bin/mlp-serve` with MLP_* `settings` (host and port filled in); `prefix`
     runs it through another command (e.g. setpriv to run as another user)."""
     port = port or free_port()
-    env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(port),
+    # One worker unless the test asks for more: the default (auto) runs one per CPU.
+    env = clean_env({"MLP_HOST": HOST, "MLP_PORT": str(port), "MLP_WORKERS": "1",
                      "MLP_GRPC_PORT": str(free_port()), **settings})
     log = log_path.open("wb")
     proc = subprocess.Popen(
