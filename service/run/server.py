@@ -145,7 +145,15 @@ class _DropCancelledRequests(logging.Filter):
 
 
 def configure_logging(level: str) -> None:
-    """Plain one-line logs on stderr; uvicorn's chatter above warnings only (we log readiness)."""
+    """Plain one-line logs on stderr; uvicorn's chatter above warnings only (we log readiness).
+
+    Every request logs one INFO line, so a record must be cheap: the format names no thread,
+    process or source line, and logging is told not to collect them (the Python logging HOWTO's
+    "Optimization" settings; bench/request_log.py measures the line)."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # no caller lookup per record: the format has no file or line
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
