@@ -2,15 +2,16 @@
 
     .venv/bin/python bench/serve_load.py [--duration 10] [--clients 1,16,64] [--model DIR]
 
-Starts `mlp-serve` (as deployed: model control on, behind a random key) and
-bench/naive_server.py on free ports of 127.0.0.1, loads each with wrk (Debian package; installed
-here when missing and running as root, else a slower Python client) at each client count for
-`--duration` seconds, first with single-row V2 JSON requests, then with 256-row requests (binary
-V2 for mlp-serve, JSON for the naive endpoint, which knows no binary), then the same single-row
-and 256-row requests over mlp-serve's gRPC port with h2load (bench/grpc_load.py), and prints
-requests/s, rows/s, p50, p99, errors and server CPU per request side by side, plus in-process
-onnxruntime rows/s at 256-row batches. It stops both servers itself and kills only the processes
-it started. Numbers, not pass/fail: see README.md.
+Starts `mlp-serve` with its defaults (no flags: only where the models are, where to listen, and
+an API key because model control is on by default) and bench/naive_server.py on free ports of
+127.0.0.1, loads each with wrk (Debian package; installed here when missing and running as root,
+else a slower Python client) at each client count for `--duration` seconds: 1-row V2 JSON,
+256-row V2 JSON, 256-row binary V2 (the naive endpoint knows no binary: JSON), and the INT8
+variant of the model (1 row JSON, 256 rows binary); then 1- and 256-row requests over
+mlp-serve's gRPC port with h2load (bench/grpc_load.py). It prints requests/s, rows/s, p50, p99,
+errors and server CPU per request side by side, in-process onnxruntime rows/s of both models,
+and the goals. It stops both servers itself and kills only the processes it started.
+Numbers, not pass/fail: see README.md.
 """
 
 from __future__ import annotations
