@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     workers: int = Field(AUTO_WORKERS, ge=1, le=64)  # type: ignore[assignment]
     """Worker processes serving the port together (SO_REUSEPORT): a number, or auto (the
     default) = the CPUs this process may use (affinity mask and cgroup CPU quota, so a 1-CPU
-    container runs one), one when the port is 0. One Python process tops out at one core.
+    container runs one), one when a port is 0. One Python process tops out at one core.
     Model control changes all workers together."""
     cpu_pinning: str = Field("auto", pattern="^(auto|on|off)$")
     """Pin worker i (its event loop and model thread) to the i-th CPU it may use: on, off, or
@@ -121,8 +121,9 @@ class Settings(BaseSettings):
         if isinstance(data, dict):
             workers = data.get("workers", AUTO_WORKERS)
             if isinstance(workers, str) and workers.strip().lower() == AUTO_WORKERS:
-                # several workers need a fixed port and Linux's SO_REUSEPORT balancing
-                shared = str(data.get("port", "")).strip() != "0" and sys.platform == "linux"
+                # several workers need fixed ports and Linux's SO_REUSEPORT balancing
+                shared = sys.platform == "linux" and all(
+                    str(data.get(key, "")).strip() != "0" for key in ("port", "grpc_port"))
                 data = {**data, "workers": usable_cpus() if shared else 1}
         return data
 

@@ -232,6 +232,7 @@ class DynamicBatcher:
 
     async def submit(self, rows: np.ndarray, *, deadline: float) -> BatchResult:
         """Queue `rows` ([n, ...], n >= 1) and wait for their outputs, until `deadline`."""
+        submitted = time.monotonic()
         if not self._accepting or self._loop is None:
             raise BatcherStoppedError()
         n = len(rows)
@@ -241,7 +242,7 @@ class DynamicBatcher:
             raise QueueFullError(self._queued_rows, n, self._max_queue_rows)
         if (n <= self._inline_max_rows and not self._busy and not self._waiting
                 and self._arriving == 0 and self._linger is None and self._pass is None):
-            return self._run_inline(rows, deadline)
+            return self._run_inline(rows, deadline, submitted)
         loop = self._loop
         item = _Pending(rows, deadline, loop.create_future())
         self._waiting.append(item)
@@ -259,8 +260,9 @@ class DynamicBatcher:
         finally:
             timer.cancel()
 
-    def _run_inline(self, rows: np.ndarray, deadline: float) -> BatchResult:
-        """One lone small request, run on the loop: same checks and answer as a batch of one."""
+    def _run_inline(self, rows: np.ndarray, deadline: float, submitted: float) -> BatchResult:
+        """One lone small request, run on the loop: same checks and answer as a batch of one
+        (its queue wait is the microsecond from submit() to the model call)."""
         started = time.monotonic()
         if deadline <= started:
             raise DeadlineExceededError(0.0)
@@ -272,7 +274,7 @@ class DynamicBatcher:
         finished = time.monotonic()
         if deadline <= finished:
             raise DeadlineExceededError(finished - started)
-        return BatchResult(outputs, 0.0, compute_s, len(rows))
+        return BatchResult(outputs, started - submitted, compute_s, len(rows))
 
     async def drain_and_stop(self) -> None:
         """Refuse new requests, answer every queued and running one, then stop the thread."""

@@ -56,6 +56,7 @@ def test_workers_default_to_auto_and_a_number_still_wins() -> None:
     assert Settings(control_enabled=False, workers="auto").workers == expected  # type: ignore[arg-type]
     assert Settings(control_enabled=False, workers=1).workers == 1
     assert Settings(control_enabled=False, port=0).workers == 1  # a random port is not shared
+    assert Settings(control_enabled=False, grpc_port=0).workers == 1
     assert Settings.model_fields["workers"].default == "auto"
 
 

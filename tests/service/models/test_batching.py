@@ -507,7 +507,7 @@ def test_lone_small_request_runs_inline_on_the_loop_and_larger_ones_on_the_model
         await batcher.drain_and_stop()
         np.testing.assert_array_equal(small.outputs["double"], rows(2) * 2)
         np.testing.assert_array_equal(big.outputs["double"], rows(3, 100) * 2)
-        assert (small.queue_wait_s, small.batch_rows) == (0.0, 2)
+        assert 0 <= small.queue_wait_s < 1 and small.batch_rows == 2
 
     run(body)
     loop_thread = threading.get_ident()  # run() drives the loop in this thread

@@ -25,7 +25,7 @@ def cpus(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
 
 def test_auto_pins_only_with_one_worker_per_usable_cpu(cpus: list[set[int]]) -> None:
     assert pin_to_cpu(0, Settings(**FLEET, workers=2)) is None  # 2 workers, 3 CPUs
-    assert pin_to_cpu(0, Settings(control_enabled=False)) is None  # 1 worker
+    assert pin_to_cpu(0, Settings(control_enabled=False, workers=1)) is None  # 1 worker
     fleet = Settings(**FLEET, workers=3)
     assert [pin_to_cpu(i, fleet) for i in range(3)] == [4, 6, 9]
     assert cpus == [{4}, {6}, {9}]
