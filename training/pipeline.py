@@ -142,7 +142,8 @@ def train_and_publish(
     int8 = None
     if config.int8 and published_dir is not None:
         int8 = publish_int8(config, proto, int(published_dir.name), x_train, dataset, partial(
-            build_card, model=model, dataset=dataset, splits=splits, fit_result=fit_result))
+            build_card, model=model, dataset=dataset, splits=splits, fit_result=fit_result,
+            provenance=origin))
     return RunResult(
         config=config, model=model, fit=fit_result, metrics=metrics, parity=parity,
         onnx_path=onnx_path, onnx_size_bytes=onnx_path.stat().st_size,

@@ -32,6 +32,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from artifact.layout import CARD_FILE, ONNX_FILE
 from training.card import card_bytes
 from training.config import TrainConfig
 from training.data import Dataset
@@ -230,6 +231,6 @@ def publish_int8(config: TrainConfig, float_proto: onnx.ModelProto, float_versio
         card = build_card(config=variant_config, version=version, onnx_bytes=onnx_bytes,
                           metrics=metrics, parity=parity)
         card["quantization"] = section
-        return {"model.onnx": onnx_bytes, "model.json": card_bytes(card)}
+        return {ONNX_FILE: onnx_bytes, CARD_FILE: card_bytes(card)}
 
     return Int8Result(name, comparison, publish(config.repository, name, build_files))

@@ -87,7 +87,8 @@ def test_variant_losing_more_than_the_margin_is_not_published(
     # strokes are clipped to background and accuracy collapses toward chance.
     proto = to_onnx(run.model, name="tiny", labels=list(data.class_names))
     config = run.config.model_copy(update={"name": "ruined"})
-    card = partial(build_card, model=run.model, dataset=data, splits={}, fit_result=run.fit)
+    card = partial(build_card, model=run.model, dataset=data, splits={}, fit_result=run.fit,
+                   provenance={})
     result = publish_int8(config, proto, 1, np.zeros((1, 784), np.uint8), data, card)
     assert result.published_dir is None and not result.comparison.acceptable
     assert result.comparison.accuracy_drop > 0.003
