@@ -192,7 +192,7 @@ class DynamicBatcher:
         self._max_queue_rows = max_queue_rows
         self._thread: _ModelThread | None = None
         self._on_batch = on_batch
-        self._inline_max_rows = inline_max_rows if executor is None else 0
+        self._inline_max_rows = inline_max_rows
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
