@@ -449,7 +449,8 @@ def test_6_version_symlinked_outside_the_repository_is_refused(
     outside = tmp_path / "elsewhere"
     write_model(outside, MODEL, 2)
     (root / MODEL / "2").symlink_to(outside / MODEL / "2", target_is_directory=True)
-    started = run_to_exit({"MLP_REPOSITORY": str(root), "MLP_API_KEY": API_KEY})
+    started = run_to_exit({"MLP_REPOSITORY": str(root), "MLP_API_KEY": API_KEY,
+                           "MLP_WORKERS": "1"})
     lines = [line for line in started.stderr.splitlines() if line.strip()]
     assert started.returncode != 0, started.stderr
     assert "outside the model repository" in started.stderr, started.stderr
@@ -516,7 +517,8 @@ def test_7_unreadable_at_start_up_is_one_line_naming_path_and_permission(
         targets[what].chmod(0)
 
     def start(what: str) -> subprocess.CompletedProcess[str]:
-        return run_to_exit({"MLP_REPOSITORY": str(roots[what]), "MLP_API_KEY": API_KEY},
+        return run_to_exit({"MLP_REPOSITORY": str(roots[what]), "MLP_API_KEY": API_KEY,
+                            "MLP_WORKERS": "1"},
                            prefix=prefix, timeout_s=60)
 
     with ThreadPoolExecutor(len(targets)) as pool:
