@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from service.settings import Settings
 from tests.deploy.files import (
@@ -32,6 +33,27 @@ INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load_yaml(ROOT / "docker-compose.yml")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; Compose refuses the file. So refuse too."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate keys {duplicates}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("path", [*COMPOSE_FILES, ROOT / "deploy" / "compose.host-network.yml"],
+                         ids=lambda p: p.name)
+def test_no_key_appears_twice_in_a_mapping(path: Path) -> None:
+    UniqueKeyLoader.add_constructor("!reset", lambda loader, node: None)
+    yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    with pytest.raises(yaml.constructor.ConstructorError, match="MLP_A"):
+        yaml.load("a:\n  MLP_A: 1\n  MLP_A: 2\n", Loader=UniqueKeyLoader)
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
