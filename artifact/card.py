@@ -15,6 +15,11 @@ from artifact.layout import CARD_FILE, ONNX_FILE, read_file
 from artifact.names import ArtifactError
 
 SCHEMA_VERSION = 1
+# `image_normalization`: how the service turns an image into the model's input
+# (service/images/normalize.py). Optional; cards written before it existed read as the default.
+IMAGE_NORMALIZATIONS = ("mnist-centred", "resize-only", "none")
+DEFAULT_IMAGE_NORMALIZATION = "resize-only"  # assumes least about the pictures
+MNIST_SOURCES = ("mnist", "mnist-5k")
 
 
 def read_card(folder: Path) -> dict[str, Any]:
@@ -68,3 +73,19 @@ def card_labels(card: dict[str, Any]) -> list[str]:
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ArtifactError(f"{CARD_FILE} labels must be a list of strings")
     return labels
+
+
+def image_normalization(data_name: str) -> str:
+    """What training writes for a data source: MNIST digits were centred by mass in a 20x20
+    box, so images get the same treatment; Fashion-MNIST items and user data fill the frame,
+    so images are only resized."""
+    return "mnist-centred" if data_name in MNIST_SOURCES else DEFAULT_IMAGE_NORMALIZATION
+
+
+def card_image_normalization(card: dict[str, Any]) -> str:
+    """The card's image_normalization, or the default for a card without one."""
+    value = card.get("image_normalization", DEFAULT_IMAGE_NORMALIZATION)
+    if value not in IMAGE_NORMALIZATIONS:
+        raise ArtifactError(f"{CARD_FILE} image_normalization is {value!r}; expected one of "
+                            f"{list(IMAGE_NORMALIZATIONS)}")
+    return str(value)

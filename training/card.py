@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from artifact.card import SCHEMA_VERSION
+from artifact.card import SCHEMA_VERSION, image_normalization
 from artifact.layout import INPUT_NAME, ONNX_FILE
 from training.config import TrainConfig
 from training.data import Dataset
@@ -47,6 +47,7 @@ def build_card(
             {"name": "label", "datatype": "INT64", "shape": [-1]},
         ],
         "labels": list(dataset.class_names),
+        "image_normalization": image_normalization(dataset.name),
         "config": config.model_dump(mode="json"),
         "model": asdict(model.config),
         "data": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "splits": splits},

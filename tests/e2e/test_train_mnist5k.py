@@ -37,6 +37,7 @@ def test_train_publish_and_evaluate_mnist_5k(tmp_path: Path) -> None:
     onnx_bytes = (version_dir / "model.onnx").read_bytes()
     assert card["onnx"]["sha256"] == hashlib.sha256(onnx_bytes).hexdigest()
     assert card["data"]["name"] == "mnist-5k"
+    assert card["image_normalization"] == "mnist-centred"
     assert card["data"]["splits"] == {"train": 3800, "validation": 200, "test": 1000}
     assert card["labels"] == [str(d) for d in range(10)]
     assert card["metrics"]["test_accuracy"] >= 0.9  # chance is 0.1

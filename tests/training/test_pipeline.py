@@ -55,6 +55,7 @@ def test_model_card_follows_the_contract(run: RunResult, data: Dataset) -> None:
     assert card["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
                                {"name": "label", "datatype": "INT64", "shape": [-1]}]
     assert card["labels"] == list(data.class_names)
+    assert card["image_normalization"] == "resize-only"  # not MNIST: images are only resized
     assert card["config"] == run.config.model_dump(mode="json")
     assert card["data"] == {"name": "synthetic", "fingerprint": data.fingerprint(),
                             "splits": {"train": 225, "validation": 75, "test": 120}}
