@@ -4,11 +4,13 @@ Nothing here knows about models or HTTP: `models/dataplane.py` checks tensors ag
 model, `http/call.py` reads bodies under the size limit and handles Content-Encoding.
 Datatype rule: every numeric V2 datatype but BOOL and BF16 is decoded as sent; `dataplane`
 range-checks it (0..255) and only then converts to float32, so nothing overflows and integers
-stay exact (FP64 fractions round to the nearest float32). BOOL, BYTES and BF16 are refused.
+stay exact (FP64 fractions round to the nearest float32). BOOL and BF16 are refused. BYTES
+elements are kept as bytes (encoded images: base64 strings in JSON, length-prefixed in binary).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,11 +19,13 @@ from pydantic import ValidationError
 
 from service import bounds
 from service.errors import InvalidInput, describe_validation_errors
+from service.images import from_base64
 from service.jsontensors import loads_with_arrays
 from service.protocol import DATATYPE_OF_DTYPE, DATATYPES, InferenceRequest
 
 HEADER_LENGTH = "inference-header-content-length"
-REJECTED_DATATYPES = {"BYTES", "BOOL", "BF16"}
+REJECTED_DATATYPES = {"BOOL", "BF16"}
+OBJECT = np.dtype(object)  # BYTES tensors: one Python bytes object per element
 BINARY_TYPE = "application/octet-stream"
 JSON_TYPE = "application/json"
 
@@ -64,8 +68,9 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidInput(f"request body is not valid JSON: {error}") from None
 
 
+PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
 BINARY_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (PNG_MAGIC, "a PNG image"), (JPEG_MAGIC, "a JPEG image"),
     (b"GIF8", "a GIF image"), (b"\x1f\x8b", "gzip-compressed; send Content-Encoding: gzip"),
 )
 
@@ -133,7 +138,7 @@ def _tensors(request: InferenceRequest, binary: bytes | memoryview,
     for item in request.inputs:
         if item.name in tensors:
             raise InvalidInput(f"input {item.name!r} appears twice; send each input once")
-        dtype = tensor_dtype(item.name, item.datatype)
+        dtype = OBJECT if item.datatype == "BYTES" else tensor_dtype(item.name, item.datatype)
         count = element_count(item.name, item.shape)
         parameters = item.parameters or {}
         if any(key.startswith("shared_memory") for key in parameters):
@@ -144,7 +149,8 @@ def _tensors(request: InferenceRequest, binary: bytes | memoryview,
             if maybe_bools and bounds.contains_bool(item.data):
                 raise InvalidInput(f"input {item.name!r}: data must hold only numbers, got "
                                    "JSON true/false")
-            tensors[item.name] = _from_json(item.name, item.data, dtype, item.shape, count)
+            tensors[item.name] = (_bytes_from_json if dtype is OBJECT else _from_json)(
+                item.name, item.data, dtype, item.shape, count)
             continue
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidInput(f"input {item.name!r}: binary_data_size is {size!r}; "
@@ -152,8 +158,8 @@ def _tensors(request: InferenceRequest, binary: bytes | memoryview,
         if offset + size > len(binary):
             raise InvalidInput(f"input {item.name!r}: binary_data_size is {size} but only "
                                f"{len(binary) - offset} bytes of binary data follow the header")
-        tensors[item.name] = _from_binary(item.name, binary[offset:offset + size], dtype,
-                                          item.shape, count)
+        tensors[item.name] = (_bytes_from_binary if dtype is OBJECT else _from_binary)(
+            item.name, binary[offset:offset + size], dtype, item.shape, count)
         offset += size
     if offset != len(binary):
         raise InvalidInput(f"the body carries {len(binary)} bytes of binary data but the inputs' "
@@ -215,6 +221,49 @@ def _from_binary(name: str, chunk: bytes | memoryview, dtype: np.dtype[Any], sha
     return np.frombuffer(chunk, dtype=dtype).reshape(shape)
 
 
+def _bytes_from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int],
+                     count: int) -> np.ndarray:
+    """BYTES elements as JSON: base64 strings (flat or nested), e.g. encoded images."""
+    if data is None:
+        raise InvalidInput(f"input {name!r} has no data; send 'data' or "
+                           "parameters.binary_data_size with binary data")
+    flat = data
+    while isinstance(flat, list) and flat and all(isinstance(item, list) for item in flat):
+        flat = [value for item in flat for value in item]
+    if not isinstance(flat, list) or len(flat) != count:
+        size = len(flat) if isinstance(flat, list) else 1
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} BYTES elements but data "
+                           f"has {size}")
+    array = np.empty(count, OBJECT)
+    for index, text in enumerate(flat):
+        array[index] = from_base64(text, f"input {name!r} element {index}")
+    return array.reshape(shape)
+
+
+def _bytes_from_binary(name: str, chunk: bytes | memoryview, dtype: np.dtype[Any],
+                       shape: list[int], count: int) -> np.ndarray:
+    """BYTES elements in the binary extension: each a 4-byte little-endian length, then bytes."""
+    view, position = memoryview(chunk), 0
+    elements: list[bytes] = []
+    while position < len(view):
+        if position + 4 > len(view):
+            raise InvalidInput(f"input {name!r}: BYTES element {len(elements)} has a truncated "
+                               "4-byte length prefix")
+        size = int.from_bytes(view[position:position + 4], "little")
+        position += 4
+        if position + size > len(view):
+            raise InvalidInput(f"input {name!r}: BYTES element {len(elements)} claims {size} "
+                               f"bytes but {len(view) - position} remain")
+        elements.append(bytes(view[position:position + size]))
+        position += size
+    if len(elements) != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} BYTES elements but the "
+                           f"binary data holds {len(elements)}")
+    array = np.empty(count, OBJECT)
+    array[:] = elements
+    return array.reshape(shape)
+
+
 def encode_inference_response(
     model_name: str, model_version: int, request_id: str | None,
     outputs: list[tuple[str, np.ndarray, bool]],
@@ -243,9 +292,10 @@ def encode_inference_response(
                                           HEADER_LENGTH: str(len(json_bytes))}
 
 
-def decode_instances(body: bytes) -> tuple[np.ndarray, Any]:
-    """KServe V1 `{"instances": [[784 numbers], ...]}` as an array (shape checked later), and
-    the optional `pixel_range` field as sent (checked with the pixels)."""
+def decode_instances(body: bytes) -> tuple[np.ndarray | ImageInstances, Any]:
+    """KServe V1 `{"instances": [[784 numbers], ...]}` as an array (shape checked later), or
+    `{"instances": [{"image_bytes": {"b64": "..."}}, ...]}` as encoded images; and the optional
+    `pixel_range` field as sent (checked with the pixels)."""
     fast = loads_with_arrays(body, "instances")
     if fast is not None:
         payload, array = fast
@@ -257,22 +307,65 @@ def decode_instances(body: bytes) -> tuple[np.ndarray, Any]:
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise InvalidInput(f"instances must be a list of rows, got {type(instances).__name__}")
+    if instances and isinstance(instances[0], dict):
+        return _image_instances(instances, payload.get("parameters")), None
     if (b"true" in body or b"false" in body) and bounds.contains_bool(instances):
         raise InvalidInput("instances must hold only numbers, got JSON true/false")
     try:
         array = np.asarray(instances, dtype=None)
     except (ValueError, TypeError):
+        _refuse_mixing(instances)
         raise InvalidInput("instances must be rows of equal length (784 numbers each)") from None
     if array.size and array.dtype.kind not in "iuf":
+        _refuse_mixing(instances)
         raise InvalidInput(f"instances must hold only numbers, got JSON {_json_kind(array)}")
     return array, payload.get("pixel_range")
 
 
-def encode_predictions(labels: tuple[str, ...], outputs: dict[str, np.ndarray]) -> bytes:
-    """KServe V1 answer: one {label, class_name, probabilities} per row."""
+@dataclass(slots=True)
+class ImageInstances:
+    """Encoded images from V1 (`image_bytes`, or a raw image/png|jpeg body), still to be decoded
+    with the served model's normalization; `return_model_input` asks for the 28x28 input the
+    model saw in each prediction (`parameters.return_model_input`, the page uses it); `where`
+    names image i in errors."""
+
+    blobs: list[bytes]
+    return_model_input: bool = False
+    where: str = "instances[{}]"
+
+
+def _image_instances(instances: list[Any], parameters: Any) -> ImageInstances:
+    """TF-Serving's convention for binary inputs: {"image_bytes": {"b64": "<base64>"}}."""
+    blobs = []
+    for index, item in enumerate(instances):
+        where = f"instances[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}: instances mix images and pixel rows; send one kind "
+                               "per request")
+        encoded = item.get("image_bytes")
+        if set(item) != {"image_bytes"} or not isinstance(encoded, dict) or "b64" not in encoded:
+            raise InvalidInput(f'{where}: expected {{"image_bytes": {{"b64": "<base64 PNG or '
+                               f'JPEG>"}}}}, got keys {sorted(item)}')
+        blobs.append(from_base64(encoded["b64"], where))
+    wanted = isinstance(parameters, dict) and parameters.get("return_model_input") is True
+    return ImageInstances(blobs, wanted)
+
+
+def _refuse_mixing(instances: list[Any]) -> None:
+    if any(isinstance(item, dict) for item in instances):
+        raise InvalidInput("instances mix pixel rows and images; send one kind per request")
+
+
+def encode_predictions(labels: tuple[str, ...], outputs: dict[str, np.ndarray],
+                       model_inputs: np.ndarray | None = None) -> bytes:
+    """KServe V1 answer: one {label, class_name, probabilities} per row (and the row the model
+    saw, as 784 integers, when `model_inputs` is given)."""
     predictions = [
         {"label": int(label), "class_name": labels[label], "probabilities": probabilities}
         for label, probabilities in zip(outputs["label"].tolist(), outputs["probabilities"],
                                         strict=True)
     ]
+    if model_inputs is not None:
+        for prediction, row in zip(predictions, model_inputs.astype(np.uint8), strict=True):
+            prediction["model_input"] = row
     return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)

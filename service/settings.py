@@ -67,7 +67,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Largest request body accepted (after decompression); larger gets 413."""
     max_rows_per_request: int = Field(1024, ge=1)
-    """Most rows one inference request may carry."""
+    """Most rows one inference request may carry (each image counts as one row)."""
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Largest encoded image (PNG/JPEG) accepted, per image; larger gets 413."""
+    max_image_pixels: int = Field(4096 * 4096, ge=784)
+    """Most pixels (width x height) an image may have, checked from its header before any
+    decoding, so a small file cannot expand into gigabytes; more gets 413."""
+    cors_origins: str = ""
+    """Comma list of origins (https://app.example.com) whose pages may call the API from a
+    browser, or * for any; empty = CORS off (browsers allow same-origin pages only)."""
     ort_threads: int = Field(1, ge=0)
     """onnxruntime intra-op threads per session (0 = onnxruntime decides)."""
     shutdown_grace_s: float = Field(20.0, gt=0)
@@ -127,6 +135,13 @@ class Settings(BaseSettings):
                 data = {**data, "workers": usable_cpus() if shared else 1}
         return data
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_parse(cls, value: str) -> str:
+        """Refuse an origin a browser would never send (a path, no scheme) at start-up."""
+        parse_origins(value)
+        return value
+
     @model_validator(mode="after")
     def _workers_share_a_fixed_port(self) -> Settings:
         """Every worker binds the same ports; with 0 each would get a different one."""
@@ -173,6 +188,10 @@ class Settings(BaseSettings):
         return bool(expected) and any(hmac.compare_digest(candidate.encode(), expected)
                                       for candidate in offered if candidate)
 
+    def origins(self) -> list[str]:
+        """`cors_origins` as a list (empty: CORS off)."""
+        return parse_origins(self.cors_origins)
+
     def model_selection(self) -> dict[str, int | None]:
         """`models` as {name: pinned version, or None for the latest on disk}."""
         return parse_model_selection(self.models)
@@ -216,3 +235,16 @@ def unknown_environment(environ: Mapping[str, str] | None = None) -> str | None:
         return (f"unknown environment variable {key}{hint} (every MLP_* variable is a setting; "
                 "mlp-serve --help lists them)")
     return None
+
+
+ORIGIN_PATTERN = re.compile(r"https?://[^/\s,]+")
+
+
+def parse_origins(text: str) -> list[str]:
+    """Parse "https://a.example, http://localhost:5173" (or "*") into a list of origins."""
+    origins = [part.strip() for part in text.split(",") if part.strip()]
+    for origin in origins:
+        if origin != "*" and not ORIGIN_PATTERN.fullmatch(origin):
+            raise ValueError(f"MLP_CORS_ORIGINS entry {origin!r}: expected * or an origin like "
+                             "https://app.example.com (scheme, host, optional port; no path)")
+    return origins

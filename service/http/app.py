@@ -17,10 +17,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from service.errors import ServiceError, StartupError
-from service.http import control, docs, ops, stats, v1, v2
+from service.http import control, docs, ops, page, stats, v1, v2
 from service.http.call import error_reply
 from service.http.fastpath import HotPath, HotRoute, hot_routes
 from service.http.requestlog import RequestLog, RequestLogMiddleware
@@ -57,7 +58,8 @@ class ServiceApp(FastAPI):
         stack = super().build_middleware_stack()
         if self.hot_routes:
             stack = HotPath(stack, self, self.state.dataplane, self.hot_routes)
-        return RequestLogMiddleware(stack, RequestLog(self.state.metrics, self.state.lifecycle))
+        logged = RequestLogMiddleware(stack, RequestLog(self.state.metrics, self.state.lifecycle))
+        return with_cors(logged, self.state.settings)  # outermost: preflights never reach routes
 
 
 class Role(Protocol):
@@ -135,7 +137,7 @@ def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
                      telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.metrics, app.state.lifecycle = settings, metrics, lifecycle
     app.state.registry, app.state.dataplane, app.state.control = registry, dataplane, model_control
-    for router in (stats.router, v2.router, v1.router, ops.router):
+    for router in (stats.router, v2.router, v1.router, ops.router, page.router):
         app.include_router(router)
     if settings.control_enabled:
         app.include_router(control.router)
@@ -143,6 +145,18 @@ def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
     docs.add_docs(app)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
+
+
+def with_cors(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """Outermost: answer CORS preflights and tag answers for the allowed origins (MLP_CORS_ORIGINS);
+    the app itself when CORS is off (the default: browsers allow same-origin pages only)."""
+    origins = settings.origins()
+    if not origins:
+        return app
+    return CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "POST"],
+                          allow_headers=["*"], max_age=600,
+                          expose_headers=["x-model-version", "x-request-id",
+                                          "inference-header-content-length"])
 
 
 def settle_heap() -> None:

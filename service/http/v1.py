@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service import codec
+from service.errors import UnsupportedMediaType
 from service.http.body import read_body
 from service.http.call import Call, Reply, json_response
 from service.http.deps import DataPlaneDep
@@ -14,6 +15,7 @@ from service.models.dataplane import DataPlane
 from service.protocol import ErrorResponse, PredictResponse, V1ModelResponse
 
 router = APIRouter(tags=["v1"])
+IMAGE_TYPES = ("image/png", "image/jpeg")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 413, 503, 504)
@@ -29,6 +31,12 @@ PREDICT_BODY = {
 }
 
 
+@router.get("/v1/models")
+async def list_models(dataplane: DataPlaneDep) -> Response:
+    """Names of the served models (KServe V1's model list)."""
+    return json_response({"models": dataplane.registry.names()})
+
+
 @router.get("/v1/models/{name}", response_model=V1ModelResponse, responses=ERRORS)
 async def model_status(name: str, dataplane: DataPlaneDep) -> Response:
     """Whether the model is loaded and ready."""
@@ -42,7 +50,8 @@ async def model_status(name: str, dataplane: DataPlaneDep) -> Response:
 @router.post("/v1/models/{name}:predict", response_model=PredictResponse, responses=ERRORS,
              openapi_extra=PREDICT_BODY)
 async def predict(name: str, request: Request, dataplane: DataPlaneDep) -> Response:
-    """Predict label, class name and probabilities for each row of 784 raw pixels."""
+    """Predict label, class name and probabilities for each row of 784 raw pixels, each image
+    ({"image_bytes": {"b64": ...}}), or a raw image/png or image/jpeg body."""
     return (await serve_predict(dataplane, Call.from_request(request), name)).response()
 
 
@@ -55,8 +64,28 @@ async def serve_predict(dataplane: DataPlane, call: Call, name: str) -> Reply:
         body = await read_body(call.receive, call.headers,
                                dataplane.settings.max_body_bytes, deadline)
         dataplane.check_deadline(deadline, arrived)  # not worth decoding
-        instances, pixel_range = codec.decode_instances(body)
-    model, result = await dataplane.infer_v1(name, instances, pixel_range, arrived)
+        image = uploaded_image(call, body)
+        instances, pixel_range = (image, None) if image else codec.decode_instances(body)
+    seen = None
+    if isinstance(instances, codec.ImageInstances):
+        model, result, rows = await dataplane.infer_v1_images(name, instances, arrived)
+        seen = rows if instances.return_model_input else None
+    else:
+        model, result = await dataplane.infer_v1(name, instances, pixel_range, arrived)
     call.answered_by(model.name, model.version)
-    return Reply(codec.encode_predictions(model.labels, result.outputs),
+    return Reply(codec.encode_predictions(model.labels, result.outputs, seen),
                  {"content-type": codec.JSON_TYPE, "x-model-version": str(model.version)})
+
+
+def uploaded_image(call: Call, body: bytes) -> codec.ImageInstances | None:
+    """A raw image body: Content-Type image/png or image/jpeg, or PNG/JPEG bytes whatever the
+    Content-Type says (`curl --data-binary @seven.png` sends form-urlencoded); None for
+    anything else, 415 for other image/* types."""
+    content_type = call.headers.get("content-type", "")
+    if not content_type.startswith("image/"):
+        sniffed = body.startswith(codec.PNG_MAGIC) or body.startswith(codec.JPEG_MAGIC)
+        return codec.ImageInstances([body], where="image {}") if sniffed else None
+    if content_type.split(";")[0].strip() not in IMAGE_TYPES:
+        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not supported; send "
+                                   f"{' or '.join(IMAGE_TYPES)}, or JSON")
+    return codec.ImageInstances([body], where="image {}")

@@ -15,7 +15,9 @@ import numpy as np
 from artifact.layout import INPUT_NAME, PIXELS
 from service import statistics
 from service.bounds import check_unique_outputs
+from service.codec import ImageInstances
 from service.errors import InvalidInput, ServiceUnavailable
+from service.images import NONE, ImageLimits, to_rows
 from service.metrics import Metrics
 from service.models import pixels
 from service.models.batching import Arrival, BatchResult, DeadlineExceededError
@@ -104,6 +106,7 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self.lifecycle = lifecycle
+        self.image_limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
 
     def server_metadata(self) -> dict[str, Any]:
         """GET /v2 body."""
@@ -134,7 +137,8 @@ class DataPlane:
             "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
                        for t in model.inputs],
             "outputs": tensors,
-            "parameters": {"labels": list(model.labels), "sha256": model.sha256},
+            "parameters": {"labels": list(model.labels), "sha256": model.sha256,
+                           "image_normalization": model.normalization},
         }
 
     def model_config(self, name: str, version: int | None) -> dict[str, Any]:
@@ -203,8 +207,29 @@ class DataPlane:
         if INPUT_NAME not in tensors:
             raise InvalidInput(f"input '{INPUT_NAME}' is missing; model {model.name!r} needs "
                                f"'{INPUT_NAME}' FP32 [N, {PIXELS}]")
+        tensor = tensors[INPUT_NAME]
+        if tensor.dtype == object:  # BYTES: encoded images, shape [N] or [N, 1]
+            if tensor.ndim not in (1, 2) or tensor.shape[1:] not in ((), (1,)):
+                raise InvalidInput(f"input '{INPUT_NAME}': BYTES shape {list(tensor.shape)}; "
+                                   "expected [N] or [N, 1] encoded images")
+            return self.image_rows(model, list(tensor.reshape(-1)),
+                                   f"input '{INPUT_NAME}' element {{}}")
         declared = (request.parameters or {}).get(pixels.PARAMETER)
-        return self.rows(tensors[INPUT_NAME], f"input '{INPUT_NAME}'", model.name, declared)
+        return self.rows(tensor, f"input '{INPUT_NAME}'", model.name, declared)
+
+    def image_rows(self, model: ModelVersion, blobs: list[bytes], where: str) -> np.ndarray:
+        """float32 [N, 784] from N encoded images, normalized as the model card says; `where`
+        names image i in errors."""
+        if model.normalization == NONE:
+            raise InvalidInput(f"model {model.name!r} does not take images (its card says "
+                               "image_normalization 'none'); send pixel rows")
+        if not blobs:
+            raise InvalidInput("the batch is empty; send at least one image")
+        limit = self.settings.max_rows_per_request
+        if len(blobs) > limit:
+            raise InvalidInput(f"{len(blobs)} images in one request, over the limit of {limit} "
+                               "(MLP_MAX_ROWS_PER_REQUEST); split the batch")
+        return to_rows(blobs, model.normalization, self.image_limits, where)
 
     def v2_outputs(self, model: ModelVersion, request: InferenceRequest) -> list[tuple[str, bool]]:
         """(name, binary?) of each output to return; unknown names are refused before running."""
@@ -272,6 +297,15 @@ class DataPlane:
         served = self.registry.get(name)
         result = await self.predict(served, rows, self.deadline(arrived), arrived)
         return served.model, result
+
+    async def infer_v1_images(self, name: str, images: ImageInstances, arrived: float
+                              ) -> tuple[ModelVersion, BatchResult, np.ndarray]:
+        """Run V1 images on the version served now, normalized as its card says; (model, its
+        outputs, the rows it saw). As infer_v1: no await from the lookup to the queue."""
+        served = self.registry.get(name)
+        rows = self.image_rows(served.model, images.blobs, images.where)
+        result = await self.predict(served, rows, self.deadline(arrived), arrived)
+        return served.model, result, rows
 
     async def infer_v2(
         self, name: str, version: int | None, request: InferenceRequest,

@@ -44,6 +44,8 @@ class ModelVersion:
     outputs: tuple[TensorSpec, ...]
     sha256: str
     session: ort.InferenceSession
+    normalization: str = cards.DEFAULT_IMAGE_NORMALIZATION
+    """How an image becomes this model's input (model.json `image_normalization`)."""
 
     @property
     def output_names(self) -> list[str]:
@@ -124,6 +126,7 @@ class ModelRepository:
             card = cards.read_card(folder)
             cards.check_identity(card, name, version)
             onnx_bytes = cards.read_verified_onnx(folder, card)
+            normalization = cards.card_image_normalization(card)
         except ArtifactError as error:
             raise ModelLoadError(f"{where}: {error}") from None
         session = _open_session(onnx_bytes, self.ort_threads, where)
@@ -131,7 +134,7 @@ class ModelRepository:
         labels = _check_labels(card, outputs, where)
         _check_card_tensors(card, inputs, outputs, where)
         return ModelVersion(name, version, labels, inputs, outputs,
-                            card["onnx"]["sha256"], session)
+                            card["onnx"]["sha256"], session, normalization)
 
 
 def _open_session(onnx_bytes: bytes, threads: int, where: str) -> ort.InferenceSession:

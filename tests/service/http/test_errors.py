@@ -107,7 +107,8 @@ JSON_CASES = [
         400,
         "input 'input': data must hold only numbers, got JSON strings",
     ),
-    ("BYTES", v2([1, 784], ROW, "BYTES"), 400, f"input 'input': datatype 'BYTES' {DATATYPE}"),
+    ("BYTES of numbers", v2([1, 784], ROW, "BYTES"), 400,
+     "input 'input' element 0: expected a base64 string of PNG or JPEG bytes, got int"),
     ("BOOL", v2([1, 784], ROW, "BOOL"), 400, f"input 'input': datatype 'BOOL' {DATATYPE}"),
     (
         "unknown datatype",
