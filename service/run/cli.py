@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from service.http.app import create_app, ready_message
+from service.run import predict
 from service.run.affinity import pin_to_cpu
 from service.run.server import (
     STARTUP_FAILED_EXIT,
@@ -81,7 +82,11 @@ def load_settings(argv: list[str] | None) -> Settings:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `mlp-serve` console script: one process, or a supervisor of
-    `--workers N` processes."""
+    `--workers N` processes; `mlp-serve predict ...` predicts a file without a server."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["predict"]:
+        predict.main(args[1:])
+        return
     settings = load_settings(argv)
     if settings.workers > 1:
         raise SystemExit(supervise(settings))
