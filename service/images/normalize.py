@@ -43,10 +43,13 @@ def ink_on_dark(gray: np.ndarray) -> np.ndarray:
     it makes a grey paper or a dim screen background 0, as in the training data.
     """
     border = np.concatenate((gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]))
-    background = int(np.median(border))
+    border.sort()  # the median by hand: np.median costs 10x more on ~100 values
+    background = int(border[len(border) // 2])
     if background > 127:  # dark ink on a light background: flip to light on dark
-        return (background - np.minimum(gray, background)).astype(np.uint8)
-    return (np.maximum(gray, background) - background).astype(np.uint8)
+        return background - np.minimum(gray, background)
+    if background == 0:
+        return gray
+    return np.maximum(gray, background) - background
 
 
 def centre_by_mass(ink: np.ndarray) -> np.ndarray:
@@ -55,20 +58,21 @@ def centre_by_mass(ink: np.ndarray) -> np.ndarray:
     peak = int(ink.max())
     if peak < MIN_INK:
         return np.zeros((SIDE, SIDE), np.uint8)
-    rows, cols = np.nonzero(ink > peak * INK_FRACTION)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    patch = scale_to_fit(crop, BOX).astype(np.float32)
-    top_peak = patch.max()
-    if top_peak <= 0:
+    mask = ink > peak * INK_FRACTION
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    patch = scale_to_fit(ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], BOX)
+    top_peak = int(patch.max())
+    if top_peak == 0:
         return np.zeros((SIDE, SIDE), np.uint8)
-    patch = np.rint(patch * (255.0 / top_peak)).astype(np.uint8)
+    if top_peak != 255:
+        patch = (patch * np.float32(255 / top_peak) + np.float32(0.5)).astype(np.uint8)
     height, width = patch.shape
-    mass = patch.astype(np.float64)
-    total = mass.sum()
-    centre_y = (mass.sum(axis=1) @ np.arange(height)) / total
-    centre_x = (mass.sum(axis=0) @ np.arange(width)) / total
-    top = int(np.clip(round(SIDE / 2 - centre_y), 0, SIDE - height))
-    left = int(np.clip(round(SIDE / 2 - centre_x), 0, SIDE - width))
+    by_row = patch.sum(axis=1, dtype=np.float64)
+    total = float(by_row.sum())
+    centre_y = float(by_row @ np.arange(height)) / total
+    centre_x = float(patch.sum(axis=0, dtype=np.float64) @ np.arange(width)) / total
+    top = min(max(round(SIDE / 2 - centre_y), 0), SIDE - height)
+    left = min(max(round(SIDE / 2 - centre_x), 0), SIDE - width)
     out = np.zeros((SIDE, SIDE), np.uint8)
     out[top:top + height, left:left + width] = patch
     return out
