@@ -6,9 +6,10 @@ Starts `mlp-serve` (one worker, control off) on a free port of 127.0.0.1 over a 
 model whose card says mnist-centred (or `--model`), then runs wrk with one connection for
 `--duration` seconds per request kind, all of the same real test digit: V1 JSON pixel row,
 V1 raw image/png upload (28x28), V1 image_bytes JSON (28x28 PNG), V1 image_bytes of the page's
-280x280 drawing with the model input returned (what the page sends), V2 JSON pixel row, V2
-binary BYTES (28x28 PNG). Prints p50/p99 and the p50 difference to the pixel row, then
-Pillow's in-process cost per image (decode + normalize). Stops the server it started.
+drawing (280x280 canvas sent at 112x112) with the model input returned (what the page sends),
+V2 JSON pixel row, V2 binary BYTES (28x28 PNG). Prints p50/p99 and the p50 difference to
+the pixel row, then Pillow's in-process cost per image (decode + normalize). Stops the server
+it started.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import serve_load
+from PIL import Image
 from serve_load import Body, check_answer, free_port, load_wrk, realistic_model, server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,11 +42,17 @@ def write(folder: Path, name: str, data: bytes, content_type: str,
     return Body(path, 1, content_type, header_length)
 
 
+def page_drawing(row: object) -> Image.Image:
+    """What the page sends: its 280x280 drawing as an RGBA canvas export scaled to 112x112."""
+    return drawing(row).convert("RGBA").resize((112, 112), Image.Resampling.BILINEAR)
+
+
 def bodies(folder: Path) -> list[tuple[str, str, Body]]:
     """(label, route, body) of each request kind, all of one real digit."""
     x, _ = mnist_test_digits()
     row = x[0]
-    small, drawn = png(row), png(drawing(row).convert("RGBA"))  # a canvas export is RGBA
+    small = png(row)
+    drawn = png(page_drawing(row))
     b64 = base64.b64encode(small).decode()
     blob = struct.pack("<I", len(small)) + small
     header = json.dumps({"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES",
@@ -57,7 +65,7 @@ def bodies(folder: Path) -> list[tuple[str, str, Body]]:
          write(folder, "v1-png", small, "image/png")),
         ("V1 image_bytes 28x28 PNG", v1, write(folder, "v1-b64", json.dumps(
             {"instances": [{"image_bytes": {"b64": b64}}]}).encode(), "application/json")),
-        (f"V1 page drawing 280x280 RGBA PNG ({len(drawn)} B) + model_input", v1,
+        (f"V1 page drawing 112x112 RGBA PNG ({len(drawn)} B) + model_input", v1,
          write(folder, "v1-page", json.dumps(
              {"instances": [{"image_bytes": {"b64": base64.b64encode(drawn).decode()}}],
               "parameters": {"return_model_input": True}}).encode(), "application/json")),
@@ -74,6 +82,7 @@ def pillow_cost(repeat: int = 2000) -> None:
     x, _ = mnist_test_digits()
     limits = ImageLimits(4 << 20, 1 << 24)
     for label, blob in (("28x28 PNG", png(x[0])),
+                        ("112x112 RGBA PNG", png(page_drawing(x[0]))),
                         ("280x280 RGBA PNG", png(drawing(x[0]).convert("RGBA")))):
         for method in ("mnist-centred", "resize-only"):
             count = repeat if "28x28" in label else repeat // 4
