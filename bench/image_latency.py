@@ -7,9 +7,10 @@ model whose card says mnist-centred (or `--model`), then runs wrk with one conne
 `--duration` seconds per request kind, all of the same real test digit: V1 JSON pixel row,
 V1 raw image/png upload (28x28), V1 image_bytes JSON (28x28 PNG), V1 image_bytes of the page's
 drawing (280x280 canvas sent at 112x112) with the model input returned (what the page sends),
-V2 JSON pixel row, V2 binary BYTES (28x28 PNG). Prints p50/p99 and the p50 difference to
-the pixel row, then Pillow's in-process cost per image (decode + normalize). Stops the server
-it started.
+V2 JSON pixel row, V2 binary BYTES (28x28 PNG). Prints p50/p99, the server's CPU per
+request (robust on a busy machine, where latency is not) and both differences to the pixel
+row, then Pillow's in-process cost per image (decode + normalize). Stops the server it
+started.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import serve_load
 from PIL import Image
 from serve_load import Body, check_answer, free_port, load_wrk, realistic_model, server
@@ -118,19 +120,25 @@ def main() -> None:
         routes = {"v1": f"/v1/models/{name}:predict", "v2": f"/v2/models/{name}/infer"}
         rows: list[tuple[str, dict]] = []
         cmd = [str(Path(sys.executable).parent / "mlp-serve")]
-        with server(cmd, port, env, workdir / "service.log"):
+        with server(cmd, port, env, workdir / "service.log") as pid:
+            process = psutil.Process(pid)
             for label, route, body in bodies(workdir):
+                url = f"http://127.0.0.1:{port}{routes[route]}"
                 check_answer(port, routes[route], body)
-                load_wrk(f"http://127.0.0.1:{port}{routes[route]}", body, 1, 1.0, workdir)
-                rows.append((label, load_wrk(f"http://127.0.0.1:{port}{routes[route]}", body, 1,
-                                             args.duration, workdir)))
-        baseline = {"v1": rows[0][1]["p50_ms"], "v2": rows[4][1]["p50_ms"]}
-        print(f"{'request':58} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'p50 - row':>9}")
+                load_wrk(url, body, 1, 1.0, workdir)  # warm-up, not counted
+                cpu = serve_load.cpu_seconds(process)
+                stats = load_wrk(url, body, 1, args.duration, workdir)
+                stats["cpu_us"] = (serve_load.cpu_seconds(process) - cpu) / stats["requests"] * 1e6
+                rows.append((label, stats))
+        baseline = {"v1": rows[0][1], "v2": rows[4][1]}
+        print(f"{'request':58} {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'p50-row':>8} "
+              f"{'CPU us':>7} {'CPU-row':>8}")
         for (label, stats), (_, route, _) in zip(rows, bodies(workdir), strict=True):
             rate = stats["requests"] / stats["seconds"]
-            delta = stats["p50_ms"] - baseline[route]
-            print(f"{label:58} {rate:7.0f} {stats['p50_ms']:7.3f} {stats['p99_ms']:7.3f} "
-                  f"{delta:+9.3f}")
+            base = baseline[route]
+            print(f"{label:58} {rate:6.0f} {stats['p50_ms']:7.3f} {stats['p99_ms']:7.3f} "
+                  f"{stats['p50_ms'] - base['p50_ms']:+8.3f} {stats['cpu_us']:7.0f} "
+                  f"{stats['cpu_us'] - base['cpu_us']:+8.0f}")
     print("Pillow + numpy per image, in-process (decode + normalize):")
     pillow_cost()
 

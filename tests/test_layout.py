@@ -115,10 +115,10 @@ def test_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
 
 
-# service/ in levels: shared leaf modules, then the model side, the wire side (HTTP, gRPC), the
-# process side.
-SERVICE_LEVELS = {"service": 0, "service.models": 1, "service.http": 2, "service.grpc": 2,
-                  "service.run": 3}
+# service/ in levels: shared leaf modules (and images/, which uses only errors), then the model
+# side, the wire side (HTTP, gRPC), the process side.
+SERVICE_LEVELS = {"service": 0, "service.images": 0, "service.models": 1, "service.http": 2,
+                  "service.grpc": 2, "service.run": 3}
 
 
 def service_level(module: str) -> int:
