@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.images.normalize import MNIST_CENTRED, RESIZE_ONLY, to_input
 from tests.service.images.pictures import drawing
@@ -71,3 +73,15 @@ def test_resize_only_fits_the_whole_picture() -> None:
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown image normalization 'sharpen'"):
         to_input(np.zeros((28, 28), np.uint8), "sharpen")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 60), st.integers(0, 2**32 - 1),
+       st.sampled_from([MNIST_CENTRED, RESIZE_ONLY]))
+def test_fuzz_any_picture_gives_a_28x28_input(height: int, width: int, seed: int,
+                                              method: str) -> None:
+    rng = np.random.default_rng(seed)
+    picture = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    picture[rng.random((height, width)) < rng.random()] = rng.integers(0, 256)  # a background
+    out = to_input(picture, method)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
