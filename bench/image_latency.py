@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import os
+import statistics
 import struct
 import sys
 import tempfile
@@ -79,6 +81,33 @@ def bodies(folder: Path) -> list[tuple[str, str, Body]]:
     ]
 
 
+def paired(port: int, routes: dict[str, str], kinds: list[tuple[str, str, Body]],
+           rounds: int) -> None:
+    """Each round sends every kind once, back to back on one keep-alive connection, so load
+    from other processes hits all kinds alike; prints each kind's p50 and the median of its
+    per-round difference to the pixel row of the same protocol."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    times: dict[str, list[float]] = {label: [] for label, _, _ in kinds}
+    payloads = [(label, routes[route], body.path.read_bytes(), serve_load.headers_of(body))
+                for label, route, body in kinds]
+    for _ in range(rounds):
+        for label, path, data, headers in payloads:
+            started = time.perf_counter()
+            connection.request("POST", path, data, headers)
+            response = connection.getresponse()
+            response.read()
+            times[label].append((time.perf_counter() - started) * 1e3)
+            if response.status != 200:
+                raise SystemExit(f"{label}: HTTP {response.status}")
+    connection.close()
+    base = {"v1": times[kinds[0][0]], "v2": times[kinds[4][0]]}
+    print(f"paired, {rounds} rounds (http.client, one connection): {'p50 ms':>7} "
+          f"{'median of (kind - row) ms':>26}")
+    for label, route, _ in kinds:
+        delta = statistics.median(a - b for a, b in zip(times[label], base[route], strict=True))
+        print(f"  {label:58} {statistics.median(times[label]):7.3f} {delta:+26.3f}")
+
+
 def pillow_cost(repeat: int = 2000) -> None:
     """CPU microseconds per image in-process: decode + normalize, no HTTP."""
     x, _ = mnist_test_digits()
@@ -99,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a version folder (…/<name>/<version>)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per request kind")
+    parser.add_argument("--rounds", type=int, default=2000,
+                        help="rounds of the paired run (every kind once per round)")
     args = parser.parse_args()
     serve_load.ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="image-latency-") as tmp:
@@ -130,6 +161,7 @@ def main() -> None:
                 stats = load_wrk(url, body, 1, args.duration, workdir)
                 stats["cpu_us"] = (serve_load.cpu_seconds(process) - cpu) / stats["requests"] * 1e6
                 rows.append((label, stats))
+            paired(port, routes, bodies(workdir), args.rounds)
         baseline = {"v1": rows[0][1], "v2": rows[4][1]}
         print(f"{'request':58} {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'p50-row':>8} "
               f"{'CPU us':>7} {'CPU-row':>8}")
