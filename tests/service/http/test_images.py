@@ -92,7 +92,8 @@ def test_v1_returns_the_model_input_on_request(client: httpx.Client, repo: Path)
     assert len(prediction["model_input"]) == 784 and max(prediction["model_input"]) == 255
 
 
-@pytest.mark.parametrize("content_type", ["image/png", "image/png; charset=binary"])
+@pytest.mark.parametrize("content_type", ["image/png", "image/png; charset=binary",
+                                          "application/x-www-form-urlencoded"])
 def test_raw_upload(client: httpx.Client, repo: Path, content_type: str) -> None:
     response = client.post(PREDICT, content=SEVEN, headers={"content-type": content_type})
     assert response.status_code == 200, response.text
@@ -231,6 +232,7 @@ def test_served_models_are_listed(client: httpx.Client) -> None:
 PARITY_CASES: list[tuple[str, dict[str, Any]]] = [
     (PREDICT, {"json": v1_images(SEVEN, parameters={"return_model_input": True})}),
     (PREDICT, {"content": SMALL, "headers": {"content-type": "image/png"}}),
+    (PREDICT, {"content": SMALL}),  # no image Content-Type: the PNG signature tells
     (PREDICT, {"content": GIF, "headers": {"content-type": "image/gif"}}),
     (PREDICT, {"json": v1_images(SMALL, GIF)}),
     (INFER, {"json": v2_bytes([b64(SEVEN)], [1, 1])}),
@@ -251,5 +253,5 @@ def test_fast_path_answers_images_byte_for_byte_as_fastapi(repo: Path) -> None:
                         if k not in ("x-request-id", "date")}
                 answers.append((response.status_code, kept, response.content))
             seen.append(answers)
-    assert [status for status, _, _ in seen[0]] == [200, 200, 415, 400, 200, 200]
+    assert [status for status, _, _ in seen[0]] == [200, 200, 200, 415, 400, 200, 200]
     assert seen[0] == seen[1]
