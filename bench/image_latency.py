@@ -30,7 +30,15 @@ from pathlib import Path
 import psutil
 import serve_load
 from PIL import Image
-from serve_load import Body, check_answer, free_port, load_wrk, realistic_model, server
+from serve_load import (
+    Body,
+    check_answer,
+    free_port,
+    load_wrk,
+    realistic_model,
+    server,
+    write_version,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -136,7 +144,7 @@ def main() -> None:
         workdir = Path(tmp)
         version_dir = args.model
         if version_dir is None:
-            version_dir = realistic_model(workdir / "repo")
+            version_dir = write_version(workdir / "repo", "bench-mlp", realistic_model())
             card = json.loads((version_dir / "model.json").read_text())
             card["image_normalization"] = "mnist-centred"
             (version_dir / "model.json").write_text(json.dumps(card))
@@ -145,7 +153,7 @@ def main() -> None:
         env = {**os.environ, "MLP_REPOSITORY": str(version_dir.parents[1]),
                "MLP_MODELS": f"{name}:{version_dir.name}", "MLP_PORT": str(port),
                "MLP_HOST": "127.0.0.1", "MLP_CONTROL_ENABLED": "false",
-               "MLP_LOG_LEVEL": "warning", "MLP_WORKERS": "1"}
+               "MLP_GRPC_PORT": str(free_port()), "MLP_LOG_LEVEL": "warning", "MLP_WORKERS": "1"}
         print(f"model: {version_dir} ({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}); "
               f"1 worker, 1 client, {args.duration:g} s per kind")
         routes = {"v1": f"/v1/models/{name}:predict", "v2": f"/v2/models/{name}/infer"}
@@ -155,7 +163,7 @@ def main() -> None:
             process = psutil.Process(pid)
             for label, route, body in bodies(workdir):
                 url = f"http://127.0.0.1:{port}{routes[route]}"
-                check_answer(port, routes[route], body)
+                check_answer(url, body)
                 load_wrk(url, body, 1, 1.0, workdir)  # warm-up, not counted
                 cpu = serve_load.cpu_seconds(process)
                 stats = load_wrk(url, body, 1, args.duration, workdir)
