@@ -264,10 +264,11 @@ def extreme_header(draw: st.DrawFn, paths: st.SearchStrategy[str]) -> FuzzReques
         headers[BINARY_HEADER] = draw(st.sampled_from(["9", "0", "1"])) * digits
         valid = False
     elif which == "encoding":
-        name = draw(st.sampled_from(["br", "x-gzip", "gzip, gzip", "compress", "zstd", "GZIP ",
+        name = draw(st.sampled_from(["br", "x-gzip", "gzip, gzip", "compress", "zstd", "GZIP",
                                      "identity"]))
         headers["content-encoding"] = name
-        valid = True if name == "identity" else None  # "GZIP " is gzip to some readers
+        valid = True if name == "identity" else None  # "GZIP" is gzip to case-blind readers; a
+        # trailing space would be refused by the client library (h11) before it is sent
         if name.strip().lower() == "gzip":
             body = gzip.compress(body)
     else:
