@@ -10,7 +10,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -97,6 +97,28 @@ def start(fleets: list[Fleet], repo: Path, env: dict[str, str] | None = None,
     return fleet
 
 
+def wait_for(state: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll until `state()` holds: a state, not a guessed sleep, so a loaded machine only makes
+    the test slower, never wrong."""
+    deadline = time.monotonic() + timeout_s
+    while not state():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g} s: {what}")
+        time.sleep(0.02)
+
+
+def server_sockets(port: int) -> list[tuple[int, int]]:
+    """(remote port, bytes not yet read by the server) of each established connection accepted
+    on 127.0.0.1:`port`, from /proc/net/tcp: shows whether a worker has read what was sent."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+        if state == "01" and int(local.split(":")[1], 16) == port:
+            found.append((int(remote.split(":")[1], 16), int(queues.split(":")[1], 16)))
+    return found
+
+
 def fleet_samples(url: str) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
     """Scrape /metrics over a fresh connection: (answering process's request-id prefix,
     samples)."""
@@ -158,17 +180,25 @@ def test_two_workers_serve_one_port_and_every_scrape_reports_the_fleet(
 
 
 def test_sigterm_drains_every_worker_then_exits_zero(fleets: list[Fleet], repo: Path) -> None:
-    fleet = start(fleets, repo)
+    # Grace and request deadline far above the polling below: on a loaded machine the idle
+    # worker may take seconds to exit, and the half-sent request must not expire meanwhile.
+    fleet = start(fleets, repo, env={"MLP_SHUTDOWN_GRACE_S": "60",
+                                     "MLP_REQUEST_TIMEOUT_MS": "60000"})
     workers = fleet.wait_ready()
     assert fleet.metrics_dir is not None and fleet.metrics_dir.is_dir()
     body = infer_body(pixels(1)[0])
     with contextlib.closing(raw_request(fleet.server.port, INFER, body)) as in_flight:
         in_flight.sendall(body[:1000])
-        time.sleep(0.3)
+        client_port = in_flight.getsockname()[1]
+        # SIGTERM only once a worker has accepted the connection and read the head and the
+        # first 1000 bytes: the request is then in flight in that worker.
+        wait_for(lambda: (client_port, 0) in server_sockets(fleet.server.port),
+                 "a worker read the start of the request")
         fleet.supervisor.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        # The idle worker is gone; the one reading the body waits for it, and so does the
+        # The idle worker exits; the one reading the body waits for it, and so does the
         # supervisor.
+        wait_for(lambda: [w.is_running() for w in workers].count(True) <= 1,
+                 "the idle worker exited after SIGTERM")
         assert [worker.is_running() for worker in workers].count(True) == 1
         assert fleet.server.process.poll() is None
         in_flight.sendall(body[1000:])
@@ -368,21 +398,35 @@ def test_sigterm_during_a_fleet_load_finishes_it_and_exits_zero(
 ) -> None:
     """The supervisor and both workers are stopped (SIGSTOP) at the moments that put SIGTERM
     in the middle of a command: sent to every worker, applied by none yet."""
-    fleet = start(fleets, control_repo, env={"MLP_MODELS": f"{MODEL}:1"}, args=CONTROL)
+    # The heartbeat stall detector would SIGKILL a worker stopped for MLP_WORKER_STALL_S (10 s
+    # by default); the suspensions below last a few seconds at most, so it is raised far above
+    # them rather than racing it on a loaded machine. Grace and deadline likewise.
+    fleet = start(fleets, control_repo, env={
+        "MLP_MODELS": f"{MODEL}:1", "MLP_WORKER_STALL_S": "300", "MLP_SHUTDOWN_GRACE_S": "60",
+        "MLP_REQUEST_TIMEOUT_MS": "60000"}, args=CONTROL)
     workers = fleet.wait_ready()
     frozen: list[psutil.Process] = [fleet.supervisor]
+    # What can be observed is polled; the steps inside a process that cannot be (a write on a
+    # pipe, the supervisor's next loop turn) get SETTLE_S, several times what they need on a
+    # machine at load 15, harmless since nothing times out for minutes.
+    settle_s = 2.0
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         try:
             fleet.supervisor.suspend()
             pending = pool.submit(control, fleet, "load", 2)
-            time.sleep(0.5)  # a worker took the request and sent it to the supervisor
+            # a worker accepted the request and read all of it ...
+            wait_for(lambda: any(unread == 0 for _, unread in server_sockets(fleet.server.port)),
+                     "a worker read the load request")
+            time.sleep(settle_s)  # ... and sent it to the (stopped) supervisor
             frozen += workers
             for worker in workers:
                 worker.suspend()
+            wait_for(lambda: all(w.status() == psutil.STATUS_STOPPED for w in workers),
+                     "both workers stopped")
             fleet.supervisor.resume()
-            time.sleep(0.3)  # the supervisor sent the command to both (stopped) workers
+            time.sleep(settle_s)  # the supervisor sent the command to both (stopped) workers
             fleet.supervisor.send_signal(signal.SIGTERM)
-            time.sleep(0.3)  # and forwarded SIGTERM to them
+            time.sleep(settle_s)  # and forwarded SIGTERM to them
             assert not pending.done()
         finally:
             for process in frozen:
