@@ -3,7 +3,8 @@
 One 10 s overload run (module fixture), two verdicts. Proves: the server sheds load with 503 +
 Retry-After, never answers wrongly, never crashes, keeps keep-alive connections usable, and
 serves normally again as soon as the load drops; and (second test) that nothing queues without
-bound: the p99 of accepted requests and of the 503s stay under the deadline.
+bound: no answered request waited in the queue past the deadline (the server's own histogram),
+and the p99 of accepted requests and of the 503s stays near it.
 
 How latency is measured, and why two clocks:
 - The load generator (`rawload.py`) sends one pre-encoded request (bytes built once) on 128
@@ -12,7 +13,9 @@ How latency is measured, and why two clocks:
   CPU capped it at ~75 requests/s and its p99 (7.4 s against a server-side 135 ms, same fixed
   server) measured its own backlog, not the server's.
 - Server clock: the service logs each request's time from the moment the app received it to the
-  end of its answer -- what the deadline is defined on. p99 of 200s and of 503s < DEADLINE_MS.
+  end of its answer -- what the deadline is defined on. p99 of 200s and of 503s <
+  DEADLINE_MS + SERVER_ALLOWANCE_MS (the work after the model call; see the test's doc), and
+  every queue wait (mlp_queue_wait_seconds) < DEADLINE_MS exactly.
 - Client clock: also counts the loopback, the kernel's socket buffers (where an unbounded queue
   would hide) and the generator's own scheduling, on the same 2 cores as the server and other
   jobs. So its bound is DEADLINE_MS + CLIENT_ALLOWANCE_MS (500 ms): tight enough that the old
@@ -62,6 +65,7 @@ CLIENTS = 128
 ROWS = 64
 SECONDS = 10.0
 CLIENT_ALLOWANCE_MS = 500
+SERVER_ALLOWANCE_MS = 500
 
 
 @dataclass
@@ -74,6 +78,7 @@ class Overload:
     ready_after: int
     server_ms: dict[int, list[float]]
     problems: list[str]
+    queue_wait: dict[str, float]  # mlp_queue_wait_seconds after the run: bucket "le" -> count
 
 
 def client_p99_ms(report: RawReport, status: int) -> float:
@@ -86,6 +91,13 @@ def server_p99_ms(overload: Overload, status: int) -> float:
     """p99 of the server's own request-log times (from arrival to the end of the answer)."""
     values = overload.server_ms.get(status, [])
     return float(np.percentile(values, 99)) if values else float("nan")
+
+
+def queue_wait_buckets(base_url: str) -> dict[str, float]:
+    """The server's own histogram of time spent in the batcher queue: {le: cumulative count}."""
+    text = httpx.get(f"{base_url}/metrics").text
+    return {le: float(count) for le, count in re.findall(
+        r'mlp_queue_wait_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)', text)}
 
 
 def check_outcome(outcome: RawOutcome, expected: tuple[np.ndarray, np.ndarray]) -> str:
@@ -132,11 +144,12 @@ def overload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overload]:
         alive = server.proc.poll() is None
         calm = asyncio.run(run_load(server.base_url, send, 1, 3.0, 20)) if alive else LoadReport()
         ready = httpx.get(f"{server.base_url}/v2/health/ready").status_code if alive else 0
+        queue_wait = queue_wait_buckets(server.base_url) if alive else {}
         server_ms: dict[int, list[float]] = {}
         for code, ms in LOG_LINE.findall(server.log()):
             server_ms.setdefault(int(code), []).append(float(ms))
         problems = [p for p in (check_outcome(o, expected) for o in report.outcomes) if p]
-        result = Overload(server, report, calm, ready, server_ms, problems)
+        result = Overload(server, report, calm, ready, server_ms, problems, queue_wait)
         statuses = {code: len(report.of(code)) for code in sorted({o.status
                                                                    for o in report.outcomes})}
         figures.record(
@@ -171,15 +184,36 @@ def test_overload_sheds_with_503_and_recovers(overload: Overload) -> None:
 
 
 def test_overload_never_queues_past_the_deadline(overload: Overload) -> None:
-    """Server side (its request log, from arrival to the end of the answer): p99 of 200s and of
-    503s under the deadline. Client side: the same plus CLIENT_ALLOWANCE_MS (see module doc)."""
+    """Nothing waits in the queue past the deadline, by the server's own clock; and the whole
+    time of a request (server log, client) stays near the deadline.
+
+    Why these bounds (a busy shared machine must not break them, a broken server must):
+    - Queue time (mlp_queue_wait_seconds, queue entry to model call) is compared with the
+      deadline exactly: the batcher only starts a request's model call before its deadline,
+      counted from arrival (earlier than queue entry), so every answered request waited
+      < DEADLINE_MS whatever the load -- the check and the measure use the same clock. A batcher
+      that ignored the deadline, or an unbounded queue, puts waits of seconds here.
+    - Server log time (arrival to the end of the answer) adds to that the model call, the JSON
+      encoding and the write, which run on an event loop sharing 2 cores with 128 clients and
+      other jobs: at load 15, 597 ms was measured for a correct server. So its bound is
+      DEADLINE_MS + SERVER_ALLOWANCE_MS; queueing without bound (the behaviour this guards
+      against) means seconds, far past it.
+    - Client time: DEADLINE_MS + CLIENT_ALLOWANCE_MS (see the module doc).
+    """
+    waits = overload.queue_wait
+    assert waits.get("+Inf", 0) > 0, f"no queue wait was recorded: {waits}"
+    within = waits[str(DEADLINE_MS / 1000)]
+    assert within == waits["+Inf"], (
+        f"{waits['+Inf'] - within:.0f} of {waits['+Inf']:.0f} answered requests waited in the "
+        f"queue {DEADLINE_MS} ms or more: {waits}")
     server_200, server_503 = server_p99_ms(overload, 200), server_p99_ms(overload, 503)
     client_200 = client_p99_ms(overload.report, 200)
     client_503 = client_p99_ms(overload.report, 503)
     figures_text = (f"p99 of 200s {server_200:.0f} ms by the server log, {client_200:.0f} ms by "
                     f"the client; of 503s {server_503:.0f} / {client_503:.0f} ms")
-    assert server_200 < DEADLINE_MS and server_503 < DEADLINE_MS, (
-        f"{figures_text}: over the {DEADLINE_MS} ms deadline on the server's own clock")
+    server_limit = DEADLINE_MS + SERVER_ALLOWANCE_MS
+    assert server_200 < server_limit and server_503 < server_limit, (
+        f"{figures_text}: over {server_limit} ms (deadline + allowance) on the server's clock")
     limit = DEADLINE_MS + CLIENT_ALLOWANCE_MS
     assert client_200 < limit and client_503 < limit, (
         f"{figures_text}: over {limit} ms (deadline + allowance) at the client")
