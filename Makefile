@@ -9,8 +9,9 @@ STAMP  := $(VENV)/.installed
 # run as root; otherwise the tests that need one skip with a line saying which package to install.
 # debootstrap: the base image of the container tests (deploy/airgap-build.sh); prometheus: promtool;
 # curl, openssl: the README's examples (tests/e2e/test_readme.py); chromium: the page test
-# (tests/e2e/test_page_browser.py, driven by Playwright).
-SYSTEM_PACKAGES := dataset-fashion-mnist debootstrap prometheus curl openssl chromium
+# (tests/e2e/test_page_browser.py, driven by Playwright); postgresql: a sweep study shared by two
+# workers (tests/training/test_sweep_study.py).
+SYSTEM_PACKAGES := dataset-fashion-mnist debootstrap prometheus curl openssl chromium postgresql
 
 .PHONY: install system-packages fashion-data demo test lint typecheck grpc-code train serve bench reliability clean
 

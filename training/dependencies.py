@@ -10,7 +10,9 @@ import importlib.util
 
 # Import names of pyproject.toml's `train` extra (tests/training/test_dependencies.py keeps
 # the two lists equal).
-TRAIN_MODULES = ("torch", "onnx", "onnxscript", "onnxruntime", "matplotlib", "tqdm")
+TRAIN_MODULES = (
+    "torch", "onnx", "onnxscript", "onnxruntime", "matplotlib", "tqdm", "optuna", "psycopg",
+)
 
 
 def missing_modules(names: tuple[str, ...] = TRAIN_MODULES) -> list[str]:

@@ -4,6 +4,7 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,12 +162,14 @@ def fit(
     *,
     generator: torch.Generator,
     quiet: bool = False,
+    after_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train `model` in place on uint8 pixel tensors; validate after every epoch.
 
     The whole data set stays in memory as one tensor and batches are slices of a random
     permutation: no DataLoader, no copies beyond the batch itself. Train loss/accuracy in the
     history are running means over the epoch's batches (with dropout on), as Keras reports them.
+    `after_epoch` sees each history row and may raise to stop (a sweep's pruner does).
     """
     warn_if_bf16_is_emulated(config)
     # Weights decaying toward 0 become denormal floats, which the CPU handles ~100x slower:
@@ -228,6 +231,8 @@ def fit(
         bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{train_accuracy:.4f}",
                         val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.4f}")
         bar.close()
+        if after_epoch is not None:
+            after_epoch(history[-1])
         value = val_loss if config.monitor == "val_loss" else val_accuracy
         if is_improvement(value, best, config):
             best, best_epoch, waited = value, epoch, 0

@@ -11,10 +11,12 @@ Stable API (the sweep feature depends on it):
   a model that passes the quality gate (training/gate.py).
 - `dataset`: an already loaded `Dataset` (a sweep loads it once); None loads `config.data`.
 - `command`: the command line that asked for this run, recorded in the card's provenance.
+- `after_epoch`: passed to fit(); may raise to stop training (a sweep's pruner).
 Raises DataError, TrainingError, ExportError, QualityGateError or PublishError with a
 user-facing message.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -91,6 +93,7 @@ def train_and_publish(
     publish: bool = True,
     dataset: Dataset | None = None,
     command: str | None = None,
+    after_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> RunResult:
     """Train `config` end to end; see the module docstring for the contract."""
     if config.threads:
@@ -106,6 +109,7 @@ def train_and_publish(
     fit_result = fit(
         model, config, torch.from_numpy(x_train), torch.from_numpy(y_train),
         torch.from_numpy(x_val), torch.from_numpy(y_val), generator=generator, quiet=quiet,
+        after_epoch=after_epoch,
     )
     metrics = classification_metrics(
         dataset.y_test, predict_probabilities(model, dataset.x_test), labels

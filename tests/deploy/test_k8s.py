@@ -18,10 +18,12 @@ from kubernetes_validate.utils import latest_version
 
 from service.settings import Settings
 from tests.deploy.files import K8S_DIR, load_yaml, load_yaml_documents
+from training.cli import build_parser
 
 K8S_VERSION = latest_version()
 KUSTOMIZE_RESOURCES = load_yaml(K8S_DIR / "kustomization.yaml")["resources"]
-STANDALONE = ["train-job.yaml"]  # applied with `kubectl create`, validated all the same
+# applied with `kubectl create`, validated all the same; train-job.yaml last: KINDS["Job"] is it
+STANDALONE = ["sweep-job.yaml", "train-job.yaml"]
 KSERVE_FIELDS = {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"}
 SETTINGS_PORT = Settings.model_fields["port"].default
 SETTINGS_GRPC_PORT = Settings.model_fields["grpc_port"].default
@@ -168,6 +170,23 @@ def test_training_job_writes_the_same_claim() -> None:
     assert "repository=/models" in container["args"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == "models"]
     assert volume["persistentVolumeClaim"]["claimName"] == "mlp-models"
+
+
+def test_sweep_job_runs_indexed_workers_on_one_shared_study() -> None:
+    (job,) = load_yaml_documents(K8S_DIR / "sweep-job.yaml")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] > 1
+    (container,) = spec["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--storage") + 1] == "$(SWEEP_STORAGE)"
+    assert args[args.index("--workers") + 1] == "1"  # one worker per pod; pods are the workers
+    assert (K8S_DIR.parents[1] / args[args.index("--grid") + 1]).is_file()
+    assert env_of(container)["SWEEP_STORAGE"] == {
+        "secretKeyRef": {"name": "mlp-sweep-db", "key": "url"}}
+    parsed = build_parser().parse_args(args)  # every option is a real mlp-train sweep option
+    assert parsed.threads == 1 and parsed.storage == "$(SWEEP_STORAGE)"
+    assert cpu_cores(container["resources"]["limits"]["cpu"]) == parsed.threads
 
 
 def test_service_and_autoscaler_point_at_the_deployment() -> None:

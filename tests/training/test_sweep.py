@@ -1,4 +1,5 @@
-"""`mlp-train sweep` end to end on the real mnist-5k: 8 small trials in 2 worker processes.
+"""`mlp-train sweep` end to end on the real mnist-5k: 8 small trials, 2 worker processes
+(--workers 2: this one and one it starts) on one SQLite study.
 
 One sweep is run for the module (it is the slow part, ~40 s on 2 cores); the tests then check
 its table, plots, the failed trial's record, resuming, and publishing the best trial.
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image
 
 from training.cli import main
+from training.config import TrainConfig
 from training.data import load_dataset
 from training.sweep.results import COLUMNS, PLOTS
 
@@ -48,7 +50,7 @@ class Sweep:
 
 
 def run(*argv: str) -> int:
-    """`mlp-train ...` in this process (the trials still run in spawned workers)."""
+    """`mlp-train ...` in this process (with --workers 2 a second worker process joins)."""
     return main(list(argv))
 
 
@@ -114,19 +116,20 @@ def test_plots_are_valid_pngs(sweep: Sweep, name: str) -> None:
         image.verify()
 
 
-def test_rerun_trains_nothing_and_resumes_a_missing_trial(sweep: Sweep) -> None:
+def test_rerun_trains_nothing(sweep: Sweep) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in (sweep.out / "trials").glob("*.json")}
     assert run("sweep", "--grid", str(sweep.grid), "--out", str(sweep.out), "--quiet") == 0
     assert len(trainings(sweep.out)) == 7  # no new training run
     after = {p.name: p.stat().st_mtime_ns for p in (sweep.out / "trials").glob("*.json")}
     assert after == before
-
-    interrupted = rows(sweep)[0]["trial_id"]  # as if the sweep died before this trial ended
-    (sweep.out / "trials" / f"{interrupted}.json").unlink()
-    assert run("sweep", "--grid", str(sweep.grid), "--out", str(sweep.out), "--quiet") == 0
-    assert len(trainings(sweep.out)) == 8  # exactly the missing one
-    assert (sweep.out / "trials" / f"{interrupted}.json").exists()
     assert len(rows(sweep)) == 8
+    assert (sweep.out / "study.db").is_file()
+
+
+def test_results_record_the_whole_base_config(sweep: Sweep) -> None:
+    base = json.loads((sweep.out / "base.json").read_text())
+    assert set(base) == set(TrainConfig.model_fields)
+    assert base["epochs"] == 2 and base["name"] == "sweep-test" and base["augment_shift"] == 2
 
 
 def test_folder_of_another_sweep_is_refused(sweep: Sweep, tmp_path: Path,

@@ -1,13 +1,13 @@
-"""`mlp-train sweep`: run a hidden-layer study from a training preset and a sweep file.
+"""`mlp-train sweep`: run a study over TrainConfig fields from a preset and a sweep file.
 
     mlp-train sweep --grid training/configs/sweeps/fashion-hidden-layers.toml
-    mlp-train sweep --config my-preset.toml --grid my-sweep.toml --out runs/sweeps/mine
+    mlp-train sweep --grid my-sweep.toml --storage postgresql://user:pw@db/sweeps   # one worker
 
 Every trial starts from the preset (--config, default mnist-5k), then the sweep file's [base],
-then its own values; results go to --out (default runs/sweeps/<sweep file name>).
-
-Re-running the same command resumes: finished trials (one JSON each under <out>/trials/) are
-skipped, and the table and plots are rebuilt from every record.
+then its own values; results go to --out (default runs/sweeps/<sweep file name>). Optuna keeps
+the study (default: a SQLite file in --out). Each process is one worker; --workers N starts
+N - 1 more copies of this command on this machine, and several machines share a study through
+one --storage database. Re-running the same command resumes: finished trials stay finished.
 """
 
 import argparse
@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from training.config import ConfigError, TrainConfig, load_config, validate_config
 from training.sweep.cores import cores
-from training.sweep.grid import Overrides, SweepError, SweepSpec, expand, load_spec
+from training.sweep.grid import Overrides, SweepError, SweepSpec, load_spec, trial_id
 
 if TYPE_CHECKING:
+    import optuna
+
     from training.sweep.record import TrialRecord
+    from training.sweep.study import Objective
 
 log = logging.getLogger("training.sweep")
 
@@ -38,6 +42,10 @@ def default_workers() -> int:
     """One single-threaded worker per core: measured faster than fewer, wider workers for these
     small MLPs (docs/hidden-layers.md, "Workers and threads")."""
     return cores()
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
 
 
 def fail(message: str) -> int:
@@ -58,7 +66,13 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="sweep folder (default runs/sweeps/<grid name>); reused to resume")
     parser.add_argument("--workers", type=int, default=None,
-                        help=f"parallel trial processes (default: one per core, {cores()} here)")
+                        help=f"worker processes on this machine (default: one per core, "
+                        f"{cores()} here); each takes cores / workers torch threads")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="Optuna storage: sqlite:///path or postgresql://user:pw@host/db "
+                        "shared by workers on many machines (default sqlite:///<out>/study.db)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for this worker (default: cores / --workers)")
     parser.add_argument("--publish-best", action="store_true",
                         help="re-train the best trial and publish it into the model repository")
     parser.add_argument("--quiet", action="store_true", help="only warnings and the summary")
@@ -118,11 +132,13 @@ def claim_folder(out: Path, identity: dict[str, Any]) -> str:
 class Plan:
     """A checked sweep, ready to run: nothing has been trained yet."""
 
-    trials: list[Overrides]
+    spec: SweepSpec
     base: dict[str, Any]
     workers: int
+    threads: int
     out: Path
     sweep_id: str
+    storage: str
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -136,49 +152,150 @@ def plan(args: argparse.Namespace) -> Plan:
     identity = claim_folder(out, {"sweep_id": sweep_id(args.grid.stem, base),
                                   "grid": str(args.grid), "preset": str(args.config),
                                   "base": base})
-    return Plan(expand(spec), base, workers, out, identity)
+    threads = args.threads or max(1, cores() // workers)
+    return Plan(spec, base, workers, threads, out, identity,
+                args.storage or sqlite_url(out / "study.db"))
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """0: every trial has a record (failed trials included); 1: a bad option, preset or sweep
-    file, trials lost, none succeeded, or publishing failed; 130: interrupted. Re-run to resume."""
+    """0: the study is done (failed trials included); 1: a bad option, preset, sweep file or
+    storage, none succeeded, or publishing failed; 130: interrupted. Re-run to resume."""
     # Imported here, not at the top: `mlp-train --help` should not wait for torch to load.
+    import optuna
+    import sqlalchemy.exc
+
     from training.sweep.results import best_trial, write_report
-    from training.sweep.runner import run_trials
+    from training.sweep.study import open_study, work
 
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         level=logging.WARNING if args.quiet else logging.INFO)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         sweep = plan(args)
+        study = open_study(sweep.spec, sweep.sweep_id, sweep.storage)
+        check_study_base(study, sweep.base)
     except (SweepError, ConfigError) as error:
         return fail(str(error))
-    # `kill` (SIGTERM) then stops the sweep as Ctrl-C does: workers ended, records kept.
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        return fail(f"storage {redact(sweep.storage)}: {first}")
+    helpers = start_helpers(args, sweep)
+    # `kill` (SIGTERM) then stops the sweep as Ctrl-C does: the running trial is queued again.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        outcome = run_trials(sweep.out, sweep.base, sweep.trials, workers=sweep.workers)
+        ran = work(study, sweep.spec, make_objective(sweep))
     except KeyboardInterrupt:
-        print(f"mlp-train sweep: interrupted; finished trials are kept in "
-              f"{sweep.out / 'trials'}, re-run the same command to resume", file=sys.stderr)
+        print(f"mlp-train sweep: interrupted; finished trials are kept in {redact(sweep.storage)}"
+              ", re-run the same command to resume", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    write_report(outcome.records, sweep.out, f"Sweep {sweep.sweep_id}")
-    failed = sum(r.status == "failed" for r in outcome.records)
-    print(f"sweep {sweep.sweep_id}: {len(outcome.records)}/{len(sweep.trials)} trials "
-          f"({outcome.ran} run now, {outcome.skipped} resumed, {failed} failed) -> "
+        for helper in helpers:
+            helper.wait()
+    records, saved = study_records(study)
+    write_report(records, sweep.out, f"Sweep {sweep.sweep_id}", base=sweep.base)
+    failed = sum(r.status == "failed" for r in records)
+    pruned = sum(r.status == "pruned" for r in records)
+    print(f"sweep {sweep.sweep_id}: {len(records)} trials in the study ({ran} run by this "
+          f"worker, {pruned} pruned, {failed} failed; pruning saved {saved}) -> "
           f"{sweep.out / 'results.md'}")
-    if outcome.lost:
-        return fail(f"{len(outcome.lost)} trials lost (their worker process died); "
-                    "re-run the same command to run them again")
-    best = best_trial(outcome.records)
+    best = best_trial(records)
     if best is None:
-        return fail(f"all {failed} trials failed; see the error column of results.md")
+        return fail(f"all {len(records)} trials failed or were pruned; see results.md")
     print(f"best: {best.trial_id} val {best.val_accuracy:.4f} test {best.test_accuracy:.4f} "
           f"{best.overrides}")
     if args.publish_best:
         return publish(best, sweep.sweep_id, quiet=args.quiet,
                        command=getattr(args, "command_line", None))
     return 0
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':')[0]}:***@{host}"
+
+
+def check_study_base(study: "optuna.Study", base: dict[str, Any]) -> None:
+    """The study keeps the whole base config; a worker with another one must not join it."""
+    stored = study.user_attrs.get("base")
+    if stored is None:
+        study.set_user_attr("base", base)
+        return
+    changed = changed_fields(stored, base)
+    if changed:
+        raise SweepError(f"study {study.study_name} was started with another base config "
+                         f"(differs in {', '.join(changed)}); use another --out or --storage")
+
+
+def start_helpers(args: argparse.Namespace, sweep: Plan) -> list["subprocess.Popen[bytes]"]:
+    """--workers N: N - 1 more copies of this command, each one worker on the same study."""
+    if sweep.workers <= 1:
+        return []
+    command = [sys.executable, "-m", "training.cli", "sweep", "--grid", str(args.grid),
+               "--out", str(sweep.out), "--storage", sweep.storage, "--workers", "1",
+               "--threads", str(sweep.threads), "--quiet"]
+    if args.config is not None:
+        command += ["--config", str(args.config)]
+    return [subprocess.Popen(command, stdout=subprocess.DEVNULL)
+            for _ in range(sweep.workers - 1)]
+
+
+def make_objective(sweep: Plan) -> "Objective":
+    """Train and measure one trial; report validation accuracy per epoch to the pruner."""
+    import optuna
+
+    from training.sweep.record import write_record
+    from training.sweep.study import TrialFailed
+    from training.sweep.trial import Pruned, TrialJob, run_trial
+
+    def objective(overrides: Overrides, trial: optuna.Trial) -> float:
+        def after_epoch(row: dict[str, float]) -> None:
+            trial.report(row["val_accuracy"], int(row["epoch"]))
+            if trial.should_prune():
+                raise Pruned(int(row["epoch"]))
+
+        job = TrialJob(trial_id(overrides), overrides, sweep.base, str(sweep.out), sweep.threads)
+        record = run_trial(job, after_epoch)
+        write_record(sweep.out, record)
+        trial.set_user_attr("record", record.model_dump(mode="json"))
+        log.info("%s", summary(record))
+        if record.status == "pruned":
+            raise optuna.TrialPruned(record.error)
+        if record.status == "failed" or record.val_accuracy is None:
+            raise TrialFailed(record.error)
+        return record.val_accuracy
+
+    return objective
+
+
+def study_records(study: "optuna.Study") -> tuple[list["TrialRecord"], str]:
+    """Every worker's finished trials, and the epochs pruning saved as text."""
+    from training.sweep.record import TrialRecord
+    from training.sweep.study import finished
+
+    records = [TrialRecord.model_validate(t.user_attrs["record"])
+               for t in finished(study) if "record" in t.user_attrs]
+    planned = ran = 0
+    for record in records:
+        epochs = int((record.config or {}).get("epochs", 0))
+        planned += epochs
+        ran += record.epochs_run or 0 if record.status != "failed" else 0
+    pruned_planned = sum(int((r.config or {}).get("epochs", 0)) - (r.epochs_run or 0)
+                         for r in records if r.status == "pruned")
+    share = pruned_planned / planned if planned else 0.0
+    return records, f"{pruned_planned} of {planned} planned epochs ({share:.0%})"
+
+
+def summary(record: "TrialRecord") -> str:
+    """One log line per finished trial."""
+    if record.status != "ok":
+        return f"{record.trial_id} {record.status.upper()} {record.overrides}: {record.error}"
+    return (f"{record.trial_id} val {record.val_accuracy:.4f} test {record.test_accuracy:.4f} "
+            f"epochs {record.epochs_run} {record.train_seconds:.1f}s {record.overrides}")
 
 
 def publish(best: "TrialRecord", identity: str, *, quiet: bool, command: str | None) -> int:

@@ -1,5 +1,5 @@
-"""How many CPUs a sweep may use: read by the command line (default worker count, publishing
-threads) and by the runner (threads per worker), so neither imports the other."""
+"""How many CPUs a sweep may use (default worker count, threads per worker, publishing threads):
+a module of its own, so parser code and the study code need not import each other."""
 
 import os
 

@@ -1,7 +1,8 @@
-"""Which trials a sweep runs: a TOML grid expanded in full or sampled at random with a seed.
+"""What a sweep runs: a TOML file naming TrainConfig fields and the values each may take.
 
-A sweep file names TrainConfig fields and lists values for each (`[axes]`), optionally adds
-`[base]` overrides shared by every trial and hand-picked `[[trials]]` on top of the grid.
+A sweep file lists values per field (`[axes]`), optionally adds `[base]` overrides shared by
+every trial and hand-picked `[[trials]]` on top. `mode` picks how Optuna walks the axes
+(training/sweep/study.py): the full grid, or `samples` draws by TPE or at random.
 Only field *names* are checked here; each trial's values are validated by TrainConfig when the
 trial runs, so one bad combination fails that trial, not the whole sweep.
 """
@@ -9,8 +10,6 @@ trial runs, so one bad combination fails that trial, not the whole sweep.
 import hashlib
 import itertools
 import json
-import math
-import random
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -31,17 +30,20 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["grid", "random"] = "grid"
+    mode: Literal["grid", "tpe", "random"] = "grid"
     samples: int | None = Field(default=None, ge=1)
     seed: int = 0
+    pruner: Literal["none", "median"] = "none"
+    prune_after_trials: int = Field(default=4, ge=0)
+    prune_after_epochs: int = Field(default=2, ge=0)
     base: Overrides = Field(default_factory=dict)
     axes: dict[str, list[Any]] = Field(default_factory=dict)
     trials: list[Overrides] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_mode(self) -> "SweepSpec":
-        if self.mode == "random" and self.samples is None:
-            raise ValueError("mode = 'random' needs `samples = N` (how many grid points to draw)")
+        if self.mode != "grid" and self.samples is None:
+            raise ValueError(f"mode = '{self.mode}' needs `samples = N` (how many trials to draw)")
         for name, values in self.axes.items():
             if not values:
                 raise ValueError(f"axis {name!r} has no values; give at least one")
@@ -78,32 +80,14 @@ def check_field_names(spec: SweepSpec, fields: Collection[str], path: Path | str
                 )
 
 
-def grid_size(axes: Mapping[str, list[Any]]) -> int:
-    """How many points the full grid has (the product of the axis lengths)."""
-    return math.prod(len(values) for values in axes.values())
-
-
-def grid_point(axes: Mapping[str, list[Any]], index: int) -> Overrides:
-    """The `index`-th point of the grid in itertools.product order, without building the grid."""
-    point: Overrides = {}
-    for name, values in reversed(list(axes.items())):
-        index, position = divmod(index, len(values))
-        point[name] = values[position]
-    return {name: point[name] for name in axes}
-
-
 def expand(spec: SweepSpec) -> list[Overrides]:
-    """All trials' overrides: the grid (full or sampled) plus extra trials, duplicates dropped."""
-    if not spec.axes:
-        points: list[Overrides] = []
-    elif spec.mode == "grid":
+    """The trials queued up front: the full grid (grid mode) plus extra trials, duplicates
+    dropped. In tpe/random mode only the extra trials: Optuna draws the rest."""
+    points: list[Overrides] = []
+    if spec.axes and spec.mode == "grid":
         names = list(spec.axes)
         points = [dict(zip(names, combo, strict=True))
                   for combo in itertools.product(*spec.axes.values())]
-    else:
-        total = grid_size(spec.axes)
-        picks = random.Random(spec.seed).sample(range(total), min(spec.samples or 0, total))
-        points = [grid_point(spec.axes, index) for index in picks]
     unique: dict[str, Overrides] = {}
     for overrides in points + spec.trials:
         unique.setdefault(trial_id(overrides), overrides)

@@ -1,8 +1,5 @@
-"""One finished trial as stored on disk: one JSON file per trial, written atomically.
-
-The files are the sweep's memory: a re-run skips every trial whose file exists, so an
-interrupted sweep resumes where it stopped and a finished one costs nothing to re-run.
-"""
+"""One finished trial: what it measured, stored as JSON in the Optuna study (every worker's
+trials, wherever it ran) and as one file per trial in the worker's sweep folder."""
 
 import os
 import tempfile
@@ -19,7 +16,7 @@ class TrialRecord(BaseModel):
 
     trial_id: str
     overrides: dict[str, Any]
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "pruned"]
     error: str | None = None
     config: dict[str, Any] | None = None
     depth: int | None = None

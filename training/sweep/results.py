@@ -193,12 +193,17 @@ PLOTS = {
 }
 
 
-def write_report(records: Sequence[TrialRecord], out_dir: Path, title: str) -> list[Path]:
-    """Write the table files and every plot into `out_dir`; return the paths written."""
+def write_report(records: Sequence[TrialRecord], out_dir: Path, title: str,
+                 base: dict[str, Any] | None = None) -> list[Path]:
+    """Write the table files, the whole base config every trial started from (base.json) and
+    every plot into `out_dir`; return the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(records, out_dir / "results.csv")
     write_markdown(records, out_dir / "results.md", title)
     written = [out_dir / "results.csv", out_dir / "results.md"]
+    if base is not None:
+        (out_dir / "base.json").write_text(json.dumps(base, indent=2, sort_keys=True) + "\n")
+        written.append(out_dir / "base.json")
     for name, plot in PLOTS.items():
         plot(records, out_dir / name)
         written.append(out_dir / name)

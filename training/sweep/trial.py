@@ -1,12 +1,14 @@
 """One trial: train a config, measure it, export it, time it in onnxruntime -> a TrialRecord.
 
 Never raises for a bad trial: any error becomes a `failed` record with its message, so one
-broken combination (or a diverging learning rate) cannot stop the sweep.
+broken combination (or a diverging learning rate) cannot stop the sweep; a trial the pruner
+stops becomes a `pruned` record saying after how many epochs.
 """
 
 import functools
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,20 @@ LATENCY_BATCHES = (1, 256)
 LATENCY_REPEATS = 9  # timed blocks per batch size; the median block is reported
 
 
+EpochHook = Callable[[dict[str, float]], None]
+
+
+class Pruned(Exception):
+    """Raised by an epoch hook to stop a hopeless trial after `epochs` epochs."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__(f"pruned after {epochs} epochs")
+        self.epochs = epochs
+
+
 @dataclass(frozen=True)
 class TrialJob:
-    """Everything a worker process needs for one trial (plain data: it is pickled to the worker)."""
+    """Everything one trial needs (plain data)."""
 
     trial_id: str
     overrides: dict[str, Any]
@@ -42,10 +55,14 @@ def cached_dataset(source: str, cache_dir: Path | None) -> Dataset:
     return load_dataset(source, cache_dir=cache_dir)
 
 
-def run_trial(job: TrialJob) -> TrialRecord:
+def run_trial(job: TrialJob, after_epoch: EpochHook | None = None) -> TrialRecord:
     """Train, evaluate, export and time one trial; errors become a failed record."""
     try:
-        return measure(job)
+        return measure(job, after_epoch)
+    except Pruned as pruned:
+        return TrialRecord(trial_id=job.trial_id, overrides=job.overrides, status="pruned",
+                           epochs_run=pruned.epochs, error=str(pruned),
+                           config={**job.base, **job.overrides})
     except Exception as error:
         return TrialRecord(trial_id=job.trial_id, overrides=job.overrides, status="failed",
                            error=f"{type(error).__name__}: {error}")
@@ -59,12 +76,13 @@ def trial_config(job: TrialJob) -> TrainConfig:
     return validate_config(values, source=f"trial {job.trial_id} {job.overrides}")
 
 
-def measure(job: TrialJob) -> TrialRecord:
+def measure(job: TrialJob, after_epoch: EpochHook | None = None) -> TrialRecord:
     """The core pipeline trains, exports and parity-checks (publish=False: run folder only);
     this adds what a comparison needs: train/validation metrics in eval mode, size, latency."""
     config = trial_config(job)
     data = cached_dataset(config.data, config.data_cache)
-    run = train_and_publish(config, quiet=True, publish=False, dataset=data)
+    run = train_and_publish(config, quiet=True, publish=False, dataset=data,
+                            after_epoch=after_epoch)
     x_train, y_train, x_val, y_val = (torch.from_numpy(a) for a in split_validation(
         data.x_train, data.y_train, config.validation_fraction, config.seed))
     train_loss, train_accuracy = evaluate(run.model, x_train, y_train)
