@@ -1,20 +1,29 @@
-"""Training speed: our fit() on a preset vs a plain PyTorch loop of the same MLP (a benchmark,
-not a test). Prints samples/second per epoch and test accuracy of both, then the ratio.
+"""Training speed: fit() on a preset against two plain PyTorch loops of the same MLP, and against
+the machine's matmul limit (a benchmark, not a test).
 
     .venv/bin/python bench/train_speed.py [--config training/configs/fashion-mnist.toml]
         [--epochs 3] [--rounds 2] [--threads 2] [key=value ...]
 
-The plain loop is what a careful tutorial writes: float32 tensors already in memory, one
-random permutation per epoch sliced into batches, Adam at the preset's rate, model.train(),
-zero_grad/backward/step; no dropout, penalties, schedule, validation or early stopping. Both
-sides see the same rows, hidden sizes and batch size. fit()'s epoch time includes its
-validation pass. The two alternate `--rounds` times (plain, ours, plain, ours, ...) so a load
-spike from other work on the machine does not always hit the same side; each side is warmed up
-first and the best epoch of all rounds counts. CPU time (all threads, this process) is the
-steadier figure on a shared machine; wall time is printed next to it.
+- tutorial: what a careful tutorial writes: float32 tensors in memory, a random permutation per
+  epoch sliced into batches, default Adam at the preset's rate, no dropout, fp32. fit() / tutorial
+  says what the project's choices (bf16, fused optimizer, cheap dropout) buy a user who would
+  otherwise write that loop.
+- tuned: the same loop given everything fit() has: the same model (same dropout, standardization
+  in the graph), the same fused optimizer, bf16 autocast when the preset asks for it, uint8 rows
+  cast per batch. fit() / tuned is fit()'s own overhead (validation pass, metrics, early
+  stopping bookkeeping); 1.0x means none.
+- matmul limit: the preset's matmul FLOPs per epoch (6 x rows x weights: forward, input
+  gradient, weight gradient) at the rate this machine reaches on exactly those matmul shapes
+  in the preset's precision. fit()'s epoch / limit is how far from the hardware it runs.
+
+The three loops alternate `--rounds` times so load from other work on the machine does not
+always hit the same side; each is warmed up first and its best epoch counts. Denormal floats
+are flushed for all of them (fit() does it; see training/fit.py). CPU time (all threads, this
+process) is the steadier figure on a shared machine; wall time is printed next to it.
 """
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -25,7 +34,7 @@ import torch.nn.functional as F
 from training.config import TrainConfig, load_config
 from training.data import load_dataset, split_validation
 from training.evaluate import predict_probabilities
-from training.fit import fit
+from training.fit import fit, make_optimizer
 from training.pipeline import build_model
 from training.seeding import seed_everything
 
@@ -33,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 Speeds = list[tuple[float, float]]  # per epoch: (samples per wall second, per CPU second)
 
 
-def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float,
-               epochs: int) -> Speeds:
+def tutorial_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
+                  lr: float, epochs: int) -> Speeds:
     """The textbook loop; returns samples/second per epoch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     speeds = []
@@ -52,14 +61,78 @@ def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: 
     return speeds
 
 
-def run_plain(config: TrainConfig, classes: int, x: np.ndarray, y: np.ndarray,
-              epochs: int) -> tuple[torch.nn.Module, Speeds]:
+def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+               epochs: int) -> Speeds:
+    """The same loop with fit()'s model, optimizer and precision: fit() minus its bookkeeping."""
+    optimizer = make_optimizer(model, config)  # type: ignore[arg-type]
+    speeds = []
+    for _ in range(epochs):
+        started, cpu = time.perf_counter(), time.process_time()
+        model.train()
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), config.batch_size):
+            index = order[start : start + config.batch_size]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits = model(x[index].float())
+            loss = F.cross_entropy(logits.float(), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        speeds.append((len(x) / (time.perf_counter() - started),
+                       len(x) / (time.process_time() - cpu)))
+    return speeds
+
+
+def run_tutorial(config: TrainConfig, classes: int, x: np.ndarray, y: np.ndarray,
+                 epochs: int) -> tuple[torch.nn.Module, Speeds]:
     seed_everything(config.seed)
     model = build_model(config.model_copy(update={"dropout": 0.0, "input_dropout": 0.0,
                                                   "standardize": False}), classes, x)
-    speeds = plain_loop(model, torch.from_numpy(x).float(), torch.from_numpy(y),
-                        config.batch_size, config.learning_rate, epochs)
+    speeds = tutorial_loop(model, torch.from_numpy(x).float(), torch.from_numpy(y),
+                           config.batch_size, config.learning_rate, epochs)
     return model, speeds
+
+
+def run_tuned(config: TrainConfig, classes: int, x: np.ndarray, y: np.ndarray,
+              epochs: int) -> tuple[torch.nn.Module, Speeds]:
+    seed_everything(config.seed)
+    model = build_model(config, classes, x)
+    return model, tuned_loop(model, config, torch.from_numpy(x), torch.from_numpy(y), epochs)
+
+
+def layer_shapes(config: TrainConfig, classes: int) -> list[tuple[int, int]]:
+    sizes = [784, *config.hidden_sizes, classes]
+    return list(itertools.pairwise(sizes))
+
+
+def matmul_limit_cpu_seconds(config: TrainConfig, classes: int, rows: int) -> tuple[float, float]:
+    """(FLOP per CPU second on the preset's matmuls, CPU seconds one epoch's matmuls need)."""
+    dtype = torch.bfloat16 if config.bf16 else torch.float32
+    batch = config.batch_size
+    operands = []
+    for fan_in, fan_out in layer_shapes(config, classes):
+        activations = torch.randn(batch, fan_in).to(dtype)
+        weight = torch.randn(fan_out, fan_in).to(dtype)
+        grad = torch.randn(batch, fan_out).to(dtype)
+        operands.append((activations, weight, grad))
+
+    def step() -> None:
+        for activations, weight, grad in operands:
+            activations @ weight.t()  # forward
+            grad @ weight  # gradient of the input
+            grad.t() @ activations  # gradient of the weight
+
+    step()
+    flops_per_step = 6 * batch * sum(a * b for a, b in layer_shapes(config, classes))
+    best = 0.0
+    for _ in range(5):
+        cpu, steps = time.process_time(), 0
+        while time.process_time() - cpu < 0.3:
+            step()
+            steps += 1
+        best = max(best, flops_per_step * steps / (time.process_time() - cpu))
+    epoch_flops = 6 * rows * sum(a * b for a, b in layer_shapes(config, classes))
+    return best, epoch_flops / best
 
 
 def run_ours(config: TrainConfig, classes: int, arrays: tuple[np.ndarray, ...],
@@ -94,32 +167,41 @@ def main() -> None:
           f"{config.batch_size}, bf16 {config.bf16}, {args.epochs} epochs x {args.rounds} rounds, "
           f"{args.threads} threads, overrides {args.overrides or 'none'}")
 
+    torch.set_flush_denormal(True)
     warm = config.model_copy(update={"epochs": 1})
     few = tuple(a[: 20 * config.batch_size] for a in arrays)
-    run_plain(warm, classes, few[0], few[1], 1)
+    run_tutorial(warm, classes, few[0], few[1], 1)
+    run_tuned(warm, classes, few[0], few[1], 1)
     run_ours(warm, classes, few)
 
-    plain_speeds: Speeds = []
-    our_speeds: Speeds = []
+    speeds: dict[str, Speeds] = {"tutorial": [], "tuned": [], "fit()": []}
+    models: dict[str, torch.nn.Module] = {}
     for _ in range(args.rounds):
-        plain, speeds = run_plain(config, classes, arrays[0], arrays[1], args.epochs)
-        plain_speeds += speeds
-        ours, speeds = run_ours(config, classes, arrays)
-        our_speeds += speeds
-    plain_accuracy = accuracy(plain, data.x_test, data.y_test)
-    our_accuracy = accuracy(ours, data.x_test, data.y_test)
+        models["tutorial"], epochs = run_tutorial(config, classes, arrays[0], arrays[1],
+                                                  args.epochs)
+        speeds["tutorial"] += epochs
+        models["tuned"], epochs = run_tuned(config, classes, arrays[0], arrays[1], args.epochs)
+        speeds["tuned"] += epochs
+        models["fit()"], epochs = run_ours(config, classes, arrays)
+        speeds["fit()"] += epochs
 
-    print("epoch   plain samples/s (wall, cpu)   fit() samples/s (wall, cpu)")
-    for epoch, (p, o) in enumerate(zip(plain_speeds, our_speeds, strict=True), 1):
-        print(f"{epoch:5d}   {p[0]:10,.0f} {p[1]:10,.0f}        {o[0]:10,.0f} {o[1]:10,.0f}")
-    for label, (plain_best, ours_best) in (
-        ("wall", (max(s[0] for s in plain_speeds), max(s[0] for s in our_speeds))),
-        ("cpu ", (max(s[1] for s in plain_speeds), max(s[1] for s in our_speeds))),
-    ):
-        print(f"best epoch, per {label} second: plain {plain_best:,.0f}, fit() {ours_best:,.0f}, "
-              f"speed-up {ours_best / plain_best:.2f}x")
-    print(f"test accuracy after {args.epochs} epochs (last round): plain {plain_accuracy:.4f}, "
-          f"fit() {our_accuracy:.4f}")
+    print("epoch" + "".join(f"   {name:>9} samples/s (wall, cpu)" for name in speeds))
+    for epoch, row in enumerate(zip(*speeds.values(), strict=True), 1):
+        print(f"{epoch:5d}" + "".join(f"   {wall:15,.0f} {cpu:15,.0f}" for wall, cpu in row))
+    for column, label in ((0, "wall"), (1, "cpu ")):
+        best = {name: max(s[column] for s in rows) for name, rows in speeds.items()}
+        print(f"best epoch, samples per {label} second: " + ", ".join(
+            f"{name} {value:,.0f}" for name, value in best.items())
+            + f"; fit() / tuned {best['fit()'] / best['tuned']:.2f}x, fit() / tutorial "
+            f"{best['fit()'] / best['tutorial']:.2f}x")
+    rate, limit = matmul_limit_cpu_seconds(config, classes, len(arrays[0]))
+    fit_epoch = len(arrays[0]) / max(s[1] for s in speeds["fit()"])
+    print(f"matmul limit: {rate / 1e9:.1f} GFLOP per CPU-second on the preset's matmuls "
+          f"({'bf16' if config.bf16 else 'fp32'}) -> {limit:.2f} CPU-s per epoch; fit()'s best "
+          f"epoch {fit_epoch:.2f} CPU-s = {fit_epoch / limit:.2f}x the limit")
+    print(f"test accuracy after {args.epochs} epochs (last round): " + ", ".join(
+        f"{name} {accuracy(model, data.x_test, data.y_test):.4f}"
+        for name, model in models.items()))
 
 
 if __name__ == "__main__":
