@@ -52,9 +52,13 @@ def write_sweep(root: Path, mode: str, axes: str, epochs: int = 1, extra: str = 
 
 
 def completed_trial_ids(url: str, name: str) -> list[str]:
-    study = optuna.load_study(study_name=name, storage=url)
-    return [t.user_attrs["trial_id"] for t in study.get_trials(deepcopy=False)
-            if t.state == optuna.trial.TrialState.COMPLETE]
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        return [t.user_attrs["trial_id"] for t in study.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    finally:
+        storage.engine.dispose()  # close the connection now, not when it is garbage-collected
 
 
 def study_name(out: Path) -> str:
