@@ -212,13 +212,20 @@ def _json_kind(array: np.ndarray) -> str:
     return {"b": "true/false", "U": "strings"}.get(array.dtype.kind, "mixed or out-of-range values")
 
 
-def _from_binary(name: str, chunk: bytes | memoryview, dtype: np.dtype[Any], shape: list[int],
-                 count: int) -> np.ndarray:
+def tensor_from_bytes(name: str, chunk: bytes | memoryview, dtype: np.dtype[Any],
+                      shape: list[int], count: int, field: str) -> np.ndarray:
+    """A tensor over raw little-endian bytes, checked against its shape; `field` names where the
+    bytes came from in the message (HTTP's binary_data_size, gRPC's raw_input_contents[i])."""
     needed = count * dtype.itemsize
     if len(chunk) != needed:
-        raise InvalidInput(f"input {name!r}: binary_data_size is {len(chunk)} bytes but shape "
+        raise InvalidInput(f"input {name!r}: {field} is {len(chunk)} bytes but shape "
                            f"{shape} of {DATATYPE_OF_DTYPE[dtype]} needs {needed}")
     return np.frombuffer(chunk, dtype=dtype).reshape(shape)
+
+
+def _from_binary(name: str, chunk: bytes | memoryview, dtype: np.dtype[Any], shape: list[int],
+                 count: int) -> np.ndarray:
+    return tensor_from_bytes(name, chunk, dtype, shape, count, "binary_data_size")
 
 
 def _bytes_from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int],

@@ -72,19 +72,11 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
             raise InvalidInput(f"input {name!r}: shared memory is not supported; send contents "
                                "or raw_input_contents")
         if raw:
-            tensors[name] = _from_raw(name, index, raw[index], dtype, shape, count)
+            tensors[name] = codec.tensor_from_bytes(name, raw[index], dtype, shape, count,
+                                                    f"raw_input_contents[{index}]")
         else:
             tensors[name] = _from_contents(tensor, dtype, shape, count)
     return tensors
-
-
-def _from_raw(name: str, index: int, chunk: bytes, dtype: np.dtype[Any], shape: list[int],
-              count: int) -> np.ndarray:
-    needed = count * dtype.itemsize
-    if len(chunk) != needed:
-        raise InvalidInput(f"input {name!r}: raw_input_contents[{index}] is {len(chunk)} bytes "
-                           f"but shape {shape} of {DATATYPE_OF_DTYPE[dtype]} needs {needed}")
-    return np.frombuffer(chunk, dtype=dtype).reshape(shape)
 
 
 def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, dtype: np.dtype[Any],
