@@ -38,8 +38,10 @@ as one batch. While draining, queued requests go to the model without waiting.
 Rows must share dtype and shape[1:]; the caller validates them.
 
 Inline (`inline_max_rows`, off by default): a request of at most that many rows that finds the
-batcher idle -- no batch computing, nothing queued, no other request arriving -- runs the model
-right on the event loop instead of the model thread. A lone small request costs tens of
+batcher idle -- no batch computing, nothing queued, no other request arriving, and `crowded()`
+false (the front end's word that no other request has come in: HTTP counts requests parsed but
+not answered, which includes handlers the loop has not run yet) -- runs the model right on the
+event loop instead of the model thread. A lone small request costs tens of
 microseconds in onnxruntime, less than the two thread hand-offs and the loop wake-up around
 them (measured at one client: bench/README.md); the moment a second request is in the
 building, everything goes through the queue and the model thread as above.
@@ -180,6 +182,7 @@ class DynamicBatcher:
         max_queue_rows: int,
         on_batch: Callable[[int, float], None] | None = None,
         inline_max_rows: int = 0,
+        crowded: Callable[[], bool] = lambda: False,
     ) -> None:
         if max_batch_rows < 1 or max_queue_rows < 1 or max_delay_s < 0:
             raise ValueError(
@@ -193,6 +196,7 @@ class DynamicBatcher:
         self._thread: _ModelThread | None = None
         self._on_batch = on_batch
         self._inline_max_rows = inline_max_rows
+        self._crowded = crowded
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
@@ -241,7 +245,8 @@ class DynamicBatcher:
         if self._queued_rows + n > self._max_queue_rows:
             raise QueueFullError(self._queued_rows, n, self._max_queue_rows)
         if (n <= self._inline_max_rows and not self._busy and not self._waiting
-                and self._arriving == 0 and self._linger is None and self._pass is None):
+                and self._arriving == 0 and self._linger is None and self._pass is None
+                and not self._crowded()):
             return self._run_inline(rows, deadline, submitted)
         loop = self._loop
         item = _Pending(rows, deadline, loop.create_future())

@@ -11,6 +11,7 @@ The control routes change models through `ModelControl`: `LocalControl` here (on
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,8 +33,11 @@ class Served:
 class ModelRegistry:
     """Owns what is served; every change goes through one lock, lookups never wait."""
 
-    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics,
+                 crowded: Callable[[], bool] = lambda: False) -> None:
+        """`crowded`: True while other requests wait on this process (no inline model call)."""
         self.repository = repository
+        self.crowded = crowded
         self.settings = settings
         self.metrics = metrics
         self._served: dict[str, Served] = {}
@@ -70,6 +74,7 @@ class ModelRegistry:
                 max_queue_rows=self.settings.max_queue_rows,
                 on_batch=self.metrics.batch_recorder(name, model.version),
                 inline_max_rows=self.settings.inline_max_rows,
+                crowded=self.crowded,
             )
             await batcher.start()
             old = self._served.get(name)

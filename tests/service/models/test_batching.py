@@ -515,6 +515,24 @@ def test_lone_small_request_runs_inline_on_the_loop_and_larger_ones_on_the_model
     assert model.threads[0] == loop_thread and model.threads[1] != loop_thread
 
 
+def test_no_inline_while_the_front_end_says_other_requests_wait() -> None:
+    model = ThreadRecordingModel()
+    crowd = [True]
+
+    async def body() -> None:
+        batcher = DynamicBatcher(model, max_batch_rows=64, max_delay_s=1.0, max_queue_rows=64,
+                                 inline_max_rows=8, crowded=lambda: crowd[0])
+        await batcher.start()
+        await batcher.submit(rows(1), deadline=time.monotonic() + FAR)
+        crowd[0] = False
+        await batcher.submit(rows(1), deadline=time.monotonic() + FAR)
+        await batcher.drain_and_stop()
+
+    run(body)
+    loop_thread = threading.get_ident()
+    assert model.threads[0] != loop_thread and model.threads[1] == loop_thread
+
+
 def test_small_request_waits_in_the_queue_while_a_batch_computes() -> None:
     model = ThreadRecordingModel(hold_first=True)
 

@@ -1,0 +1,173 @@
+"""The HTTP protocol below the app (service/http/connections.py), driven the way uvicorn's event
+loop drives it: bytes in through `data_received`, every `transport.write` recorded.
+
+What is checked here is what a socket-level test cannot pin down deterministically: how many
+writes one answer takes, and the count of requests parsed but not answered that the batcher
+reads to decide whether a request may run inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from service.http.connections import GuardedProtocol, OneWriteCycle, guarded_protocol
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+class RecordingTransport(asyncio.Transport):
+    """Keeps every write as one entry; closes on request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+
+def connect(app: Any) -> tuple[GuardedProtocol, RecordingTransport]:
+    """A GuardedProtocol (as mlp-serve configures it) on a recording transport."""
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
+    config.load()
+    protocol = guarded_protocol(65536, 10.0, 100)(config=config, server_state=ServerState(),
+                                                  app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def json_app(body: bytes = b'{"ok":true}', headers: list[tuple[bytes, bytes]] | None = None,
+             chunks: int = 1) -> Any:
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body) * chunks).encode()), *(headers or [])]})
+        for index in range(chunks):
+            await send({"type": "http.response.body", "body": body,
+                        "more_body": index < chunks - 1})
+    return app
+
+
+def on_a_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """Run an async test on a fresh event loop (the protocol needs a running one)."""
+    @functools.wraps(test)
+    def run() -> None:
+        asyncio.run(test())
+    return run
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+@on_a_loop
+async def test_an_answer_is_one_write_with_head_and_body() -> None:
+    protocol, transport = connect(json_app())
+    protocol.data_received(GET)
+    await settle()
+    assert len(transport.writes) == 1
+    head, _, body = transport.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 11" in head
+    assert body == b'{"ok":true}'
+    assert isinstance(protocol.cycle, OneWriteCycle)
+    assert not transport.closed
+
+
+@on_a_loop
+async def test_keep_alive_answers_stay_one_write_each() -> None:
+    protocol, transport = connect(json_app())
+    for _ in range(3):
+        protocol.data_received(GET)
+        await settle()
+    assert len(transport.writes) == 3
+    assert all(w.endswith(b'{"ok":true}') for w in transport.writes)
+
+
+@on_a_loop
+async def test_a_streamed_answer_sends_its_head_with_the_first_chunk() -> None:
+    protocol, transport = connect(json_app(b"abc", chunks=3))
+    protocol.data_received(GET)
+    await settle()
+    assert len(transport.writes) == 3
+    assert transport.writes[0].startswith(b"HTTP/1.1 200") and transport.writes[0].endswith(
+        b"\r\n\r\nabc")
+    assert transport.writes[1:] == [b"abc", b"abc"]
+
+
+@on_a_loop
+async def test_connection_close_writes_then_closes() -> None:
+    protocol, transport = connect(json_app(headers=[(b"connection", b"close")]))
+    protocol.data_received(GET)
+    await settle()
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b'{"ok":true}')
+    assert transport.closed
+
+
+@on_a_loop
+async def test_open_requests_counts_parsed_until_answered() -> None:
+    release = asyncio.Event()
+    seen: list[tuple[int, bool]] = []
+
+    async def slow(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        seen.append((GuardedProtocol.open_requests, GuardedProtocol.crowded()))
+        await release.wait()
+        await json_app()(scope, receive, send)
+
+    before = GuardedProtocol.open_requests
+    first, _ = connect(slow)
+    second, second_transport = connect(slow)
+    first.data_received(GET)
+    second.data_received(GET)  # parsed before either handler ran
+    assert GuardedProtocol.open_requests == before + 2
+    await settle()
+    assert seen == [(before + 2, True)] * 2
+    release.set()
+    await settle()
+    assert GuardedProtocol.open_requests == before
+    assert not GuardedProtocol.crowded()
+    # a connection lost mid-request gives its count back
+    second.data_received(GET)
+    release.clear()
+    assert GuardedProtocol.open_requests == before + 1
+    second.connection_lost(None)
+    assert GuardedProtocol.open_requests == before
+    assert len(second_transport.writes) == 1
+
+
+@pytest.fixture(autouse=True)
+def _no_leak() -> Any:
+    """Every test leaves the process-wide count where it found it."""
+    before = GuardedProtocol.open_requests
+    yield
+    assert GuardedProtocol.open_requests == before
