@@ -29,6 +29,7 @@ from service.grpc.servicer import Call, InferenceServicer
 from service.http.call import new_note
 from service.http.requestlog import RequestIds
 from service.metrics import Metrics
+from service.models.crowd import Crowd
 from service.models.dataplane import DataPlane, Lifecycle
 from service.models.registry import ModelControl
 from service.settings import Settings
@@ -187,6 +188,7 @@ class GrpcServer:
         given = metadata.get("x-request-id")
         note = new_note(self.ids.take(given.encode() if given else None))
         self.lifecycle.in_flight += 1
+        Crowd.waiting += 1
         code = grpc.StatusCode.CANCELLED  # unless it ends otherwise: the client went away
         trailers: tuple[tuple[str, str], ...] = (("x-request-id", note["request_id"]),)
         try:
@@ -216,6 +218,7 @@ class GrpcServer:
     def _finish(self, path: str, note: dict[str, Any], code: grpc.StatusCode) -> None:
         """Count the RPC by method, model, version and status; one INFO line, as HTTP's."""
         self.lifecycle.in_flight -= 1
+        Crowd.waiting -= 1
         seconds = time.monotonic() - note["arrived"]
         model, version, status = note["model"], note["version"], code.name
         self.metrics.observe_request(path, model, version, status, seconds, protocol="grpc")

@@ -23,7 +23,6 @@ from starlette.types import ASGIApp
 from service.errors import ServiceError, StartupError
 from service.http import control, docs, ops, page, stats, v1, v2
 from service.http.call import error_reply
-from service.http.connections import GuardedProtocol
 from service.http.fastpath import HotPath, HotRoute, hot_routes
 from service.http.requestlog import RequestLog, RequestLogMiddleware
 from service.metrics import Metrics
@@ -111,7 +110,7 @@ def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
     metrics, lifecycle = role.metrics(), Lifecycle()
     metrics.track_in_flight(lambda: lifecycle.in_flight)
     repository = ModelRepository(settings.repository, ort_threads=settings.ort_threads)
-    registry = ModelRegistry(repository, settings, metrics, crowded=GuardedProtocol.crowded)
+    registry = ModelRegistry(repository, settings, metrics)
     dataplane = DataPlane(registry, settings, metrics, lifecycle)
     model_control = role.control(registry)
 

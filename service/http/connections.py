@@ -18,6 +18,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from service.models.crowd import Crowd
+
 logger = logging.getLogger("mlp_serve")
 # method SP request-target SP HTTP-version, exactly one space each (RFC 9112 section 3); llhttp
 # skips a second space, so `GET /v2/models/x/versions/1  HTTP/1.1` would be served as version 1.
@@ -102,7 +104,6 @@ class GuardedProtocol(HttpToolsProtocol):
     max_header_bytes = 65536
     header_timeout_s = 10.0
     max_connections = 1000
-    open_requests = 0  # this process's requests parsed and not yet answered, all connections
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,21 +112,15 @@ class GuardedProtocol(HttpToolsProtocol):
         self._line: bytes | None = b""  # the request line so far; None once checked
         self._head_timer: asyncio.TimerHandle | None = None
         self._idle_since = time.monotonic()
-        self._open = 0  # this connection's share of open_requests (pipelining: more than one)
-
-    @staticmethod
-    def crowded() -> bool:
-        """More than one request waits on this process: one being handled, others parsed whose
-        handlers the loop has not run yet (the batcher then queues instead of running inline)."""
-        return GuardedProtocol.open_requests > 1
+        self._open = 0  # this connection's requests in Crowd.waiting (pipelining: several)
 
     def _opened(self) -> None:
         self._open += 1
-        GuardedProtocol.open_requests += 1
+        Crowd.waiting += 1
 
     def _closed(self, count: int) -> None:
         self._open -= count
-        GuardedProtocol.open_requests -= count
+        Crowd.waiting -= count
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -11,13 +11,13 @@ The control routes change models through `ModelControl`: `LocalControl` here (on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from service.errors import ModelNotFound
 from service.metrics import Metrics
 from service.models.batching import DynamicBatcher
+from service.models.crowd import Crowd
 from service.models.repository import ModelRepository, ModelVersion, check_name
 from service.settings import Settings
 
@@ -33,11 +33,8 @@ class Served:
 class ModelRegistry:
     """Owns what is served; every change goes through one lock, lookups never wait."""
 
-    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics,
-                 crowded: Callable[[], bool] = lambda: False) -> None:
-        """`crowded`: True while other requests wait on this process (no inline model call)."""
+    def __init__(self, repository: ModelRepository, settings: Settings, metrics: Metrics) -> None:
         self.repository = repository
-        self.crowded = crowded
         self.settings = settings
         self.metrics = metrics
         self._served: dict[str, Served] = {}
@@ -74,7 +71,7 @@ class ModelRegistry:
                 max_queue_rows=self.settings.max_queue_rows,
                 on_batch=self.metrics.batch_recorder(name, model.version),
                 inline_max_rows=self.settings.inline_max_rows,
-                crowded=self.crowded,
+                crowded=Crowd.crowded,
             )
             await batcher.start()
             old = self._served.get(name)

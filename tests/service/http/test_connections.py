@@ -18,6 +18,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from service.http.connections import GuardedProtocol, OneWriteCycle, guarded_protocol
+from service.models.crowd import Crowd
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -135,39 +136,39 @@ async def test_connection_close_writes_then_closes() -> None:
 
 
 @on_a_loop
-async def test_open_requests_counts_parsed_until_answered() -> None:
+async def test_crowd_counts_requests_parsed_until_answered() -> None:
     release = asyncio.Event()
     seen: list[tuple[int, bool]] = []
 
     async def slow(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        seen.append((GuardedProtocol.open_requests, GuardedProtocol.crowded()))
+        seen.append((Crowd.waiting, Crowd.crowded()))
         await release.wait()
         await json_app()(scope, receive, send)
 
-    before = GuardedProtocol.open_requests
+    before = Crowd.waiting
     first, _ = connect(slow)
     second, second_transport = connect(slow)
     first.data_received(GET)
     second.data_received(GET)  # parsed before either handler ran
-    assert GuardedProtocol.open_requests == before + 2
+    assert Crowd.waiting == before + 2
     await settle()
     assert seen == [(before + 2, True)] * 2
     release.set()
     await settle()
-    assert GuardedProtocol.open_requests == before
-    assert not GuardedProtocol.crowded()
+    assert Crowd.waiting == before
+    assert not Crowd.crowded()
     # a connection lost mid-request gives its count back
     second.data_received(GET)
     release.clear()
-    assert GuardedProtocol.open_requests == before + 1
+    assert Crowd.waiting == before + 1
     second.connection_lost(None)
-    assert GuardedProtocol.open_requests == before
+    assert Crowd.waiting == before
     assert len(second_transport.writes) == 1
 
 
 @pytest.fixture(autouse=True)
 def _no_leak() -> Any:
     """Every test leaves the process-wide count where it found it."""
-    before = GuardedProtocol.open_requests
+    before = Crowd.waiting
     yield
-    assert GuardedProtocol.open_requests == before
+    assert Crowd.waiting == before
