@@ -100,6 +100,7 @@ def quantize(float_proto: onnx.ModelProto, calibration: np.ndarray, fmt: str,
              name: str) -> onnx.ModelProto:
     """Static INT8 quantization of `float_proto` calibrated on `calibration` (raw pixels), its
     metadata renamed to model `name`."""
+    float_proto = _named(float_proto)
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(float_proto, source)
@@ -124,6 +125,23 @@ def quantize(float_proto: onnx.ModelProto, calibration: np.ndarray, fmt: str,
     onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _named(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """`proto` with every node named: the output layer is excluded by name, and a graph whose
+    nodes have none (torch names them; hand-built graphs often do not) excluded every Gemm, so
+    nothing was quantized and the "INT8" variant ran at float speed."""
+    if all(node.name for node in proto.graph.node):
+        return proto
+    named = onnx.ModelProto()
+    named.CopyFrom(proto)
+    taken = {node.name for node in named.graph.node}
+    for index, node in enumerate(named.graph.node):
+        if not node.name:
+            node.name = next(candidate for n in range(index, index + len(taken) + 1)
+                             if (candidate := f"{node.op_type}_{n}") not in taken)
+            taken.add(node.name)
+    return named
 
 
 def _output_layer(proto: onnx.ModelProto) -> list[str]:

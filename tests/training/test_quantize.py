@@ -17,7 +17,7 @@ from training.card import build_card
 from training.data import Dataset, load_dataset
 from training.export import to_onnx
 from training.pipeline import RunResult, train_and_publish
-from training.quantize import calibration_rows, publish_int8
+from training.quantize import calibration_rows, publish_int8, quantize
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -93,6 +93,22 @@ def test_variant_losing_more_than_the_margin_is_not_published(
     assert result.published_dir is None and not result.comparison.acceptable
     assert result.comparison.accuracy_drop > 0.003
     assert not (Path(run.config.repository) / "ruined-int8").exists()
+
+
+def test_a_graph_without_node_names_gets_its_hidden_layer_quantized(run: RunResult,
+                                                                   data: Dataset) -> None:
+    # Hand-built graphs often leave node names empty; excluding the output layer by its (empty)
+    # name once excluded every Gemm and the variant was float32 in disguise.
+    proto = to_onnx(run.model, name="tiny", labels=list(data.class_names))
+    for node in proto.graph.node:
+        node.name = ""
+    graph = quantize(proto, data.x_train[:200].astype(np.float32), "qdq", "tiny-int8").graph
+    weights = {init.name: init for init in graph.initializer}
+    int8_weights = [name for name, init in weights.items()
+                    if init.data_type == onnx.TensorProto.INT8 and len(init.dims) == 2]
+    assert len(int8_weights) == 1  # the hidden layer; the output layer stays float32
+    gemms = [node for node in graph.node if node.op_type == "Gemm"]
+    assert len(gemms) == 2 and all(node.name for node in graph.node)
 
 
 def test_calibration_sample_is_fixed_by_the_seed() -> None:
