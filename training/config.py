@@ -89,6 +89,9 @@ class TrainConfig(BaseModel):
     """Step schedule: the factor applied every lr_step_epochs."""
 
     # regularization
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """Training loss only: aim at 1 - this for the true class, the rest spread evenly over the
+    others; curbs the overconfidence that dropout alone leaves (0 = plain cross-entropy)."""
     l1: NonNegativeFloat = 0.0
     """L1 penalty coefficient on weights (never biases): l1 * sum|w|."""
     l2: NonNegativeFloat = 0.0

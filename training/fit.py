@@ -199,7 +199,8 @@ def fit(
                 xb = flip_images(xb, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 logits = model(xb)
-            data_loss = F.cross_entropy(logits.float(), yb)
+            data_loss = F.cross_entropy(logits.float(), yb,
+                                        label_smoothing=config.label_smoothing)
             loss = data_loss
             if config.l1 or config.l2:
                 loss = loss + weight_penalty(model, config.l1, config.l2)

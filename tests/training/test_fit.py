@@ -206,3 +206,21 @@ def test_flip_mirrors_about_half_the_images_left_right() -> None:
     mirror = (flipped == mirrored).all(1)
     assert bool((same ^ mirror).all())  # every row is one or the other
     assert 16 < int(mirror.sum()) < 48
+
+
+def test_label_smoothing_keeps_the_model_from_certainty(tmp_path: Path) -> None:
+    """Smoothed targets (0.8 + 0.2/3 on the true class of 3) have a loss floor, their entropy;
+    plain cross-entropy on separable rows falls far below it, and the probabilities follow."""
+    data = make_dataset(n_train=300)
+    floor = -(0.8 + 0.2 / 3) * np.log(0.8 + 0.2 / 3) - 2 * (0.2 / 3) * np.log(0.2 / 3)
+    runs = {}
+    for smoothing in (0.0, 0.2):
+        config = fast_config(tmp_path, epochs=40, early_stopping=False, learning_rate=0.01,
+                             label_smoothing=smoothing)
+        model, result, (x_tr, *_) = train(config, data)
+        with torch.no_grad():
+            top = torch.softmax(model(x_tr.float()), 1).max(1).values.mean().item()
+        runs[smoothing] = (result.history[-1]["train_loss"], top)
+    assert runs[0.0][0] < 0.5 * floor  # plain: near-certain
+    assert runs[0.2][0] >= floor - 1e-3  # smoothed: never below the targets' own entropy
+    assert runs[0.2][1] < runs[0.0][1] - 0.05
