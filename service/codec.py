@@ -167,6 +167,16 @@ def _tensors(request: InferenceRequest, binary: bytes | memoryview,
     return tensors
 
 
+def bytes_elements(name: str, elements: list[bytes], shape: list[int], count: int) -> np.ndarray:
+    """BYTES elements given one by one (gRPC's contents.bytes_contents) as an object array."""
+    if len(elements) != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} BYTES elements but "
+                           f"contents has {len(elements)}")
+    array = np.empty(count, OBJECT)
+    array[:] = elements
+    return array.reshape(shape)
+
+
 def tensor_dtype(name: str, datatype: str) -> np.dtype[Any]:
     """The numpy dtype of a V2 datatype, or 400 for one the service refuses (HTTP and gRPC)."""
     if datatype in REJECTED_DATATYPES or datatype not in DATATYPES:
@@ -249,7 +259,14 @@ def _bytes_from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int
 
 def _bytes_from_binary(name: str, chunk: bytes | memoryview, dtype: np.dtype[Any],
                        shape: list[int], count: int) -> np.ndarray:
-    """BYTES elements in the binary extension: each a 4-byte little-endian length, then bytes."""
+    return bytes_from_prefixed(name, chunk, shape, count, "the binary data")
+
+
+def bytes_from_prefixed(name: str, chunk: bytes | memoryview, shape: list[int], count: int,
+                        field: str) -> np.ndarray:
+    """BYTES elements as tritonclient serializes them (HTTP's binary extension, gRPC's
+    raw_input_contents): each a 4-byte little-endian length, then the bytes; `field` names
+    where they came from in errors."""
     view, position = memoryview(chunk), 0
     elements: list[bytes] = []
     while position < len(view):
@@ -264,8 +281,8 @@ def _bytes_from_binary(name: str, chunk: bytes | memoryview, dtype: np.dtype[Any
         elements.append(bytes(view[position:position + size]))
         position += size
     if len(elements) != count:
-        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} BYTES elements but the "
-                           f"binary data holds {len(elements)}")
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} BYTES elements but "
+                           f"{field} holds {len(elements)}")
     array = np.empty(count, OBJECT)
     array[:] = elements
     return array.reshape(shape)

@@ -2,7 +2,9 @@
 
 Tensors come as typed `contents` or as `raw_input_contents` (little-endian bytes, one entry per
 input, as tritonclient sends them); answers always use `raw_output_contents`, as Triton does and
-as tritonclient and KServe's client read them. The checks and messages are codec's; only the
+as tritonclient and KServe's client read them. BYTES inputs are encoded images (PNG/JPEG), as
+over HTTP: length-prefixed in raw_input_contents (tritonclient) or one per entry of
+contents.bytes_contents (KServe). The checks and messages are codec's; only the
 words that name a gRPC field differ.
 """
 
@@ -66,17 +68,38 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
         name, shape = tensor.name, list(tensor.shape)
         if name in tensors:
             raise InvalidInput(f"input {name!r} appears twice; send each input once")
-        dtype = codec.tensor_dtype(name, tensor.datatype)
+        images = tensor.datatype == "BYTES"  # encoded PNG/JPEG images, as over HTTP
+        dtype = codec.OBJECT if images else codec.tensor_dtype(name, tensor.datatype)
         count = codec.element_count(name, shape)
         if any(key.startswith("shared_memory") for key in tensor.parameters):
             raise InvalidInput(f"input {name!r}: shared memory is not supported; send contents "
                                "or raw_input_contents")
-        if raw:
+        if images:
+            tensors[name] = _bytes_tensor(tensor, raw[index] if raw else None, shape, count,
+                                          index)
+        elif raw:
             tensors[name] = codec.tensor_from_bytes(name, raw[index], dtype, shape, count,
                                                     f"raw_input_contents[{index}]")
         else:
             tensors[name] = _from_contents(tensor, dtype, shape, count)
     return tensors
+
+
+def _bytes_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None,
+                  shape: list[int], count: int, index: int) -> np.ndarray:
+    """BYTES from raw_input_contents (length-prefixed, tritonclient's form) or from
+    contents.bytes_contents (one entry per element, KServe's form)."""
+    name = tensor.name
+    if raw is not None:
+        return codec.bytes_from_prefixed(name, raw, shape, count,
+                                         f"raw_input_contents[{index}]")
+    sent = [field.name for field, _ in tensor.contents.ListFields()]
+    if not sent:
+        raise InvalidInput(f"input {name!r} has no data; send contents or raw_input_contents")
+    if sent != ["bytes_contents"]:
+        raise InvalidInput(f"input {name!r}: datatype BYTES takes its values in "
+                           f"contents.bytes_contents, got contents.{', contents.'.join(sent)}")
+    return codec.bytes_elements(name, list(tensor.contents.bytes_contents), shape, count)
 
 
 def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, dtype: np.dtype[Any],

@@ -103,8 +103,10 @@ CASES = [  # (id, request, status, message): the HTTP case of the same id, over 
     ("NaN in contents", request(tensor([1, 784], fp32_contents=[float("nan"), *ROW[1:]])), BAD,
      "input 'input': value nan at row 0, column 0 is not a finite number; expected raw pixel "
      "values in 0..255"),
-    ("BYTES", request(tensor([1, 784], "BYTES", bytes_contents=[b"0"] * 784)), BAD,
-     f"input 'input': datatype 'BYTES' {DATATYPE}"),
+    ("BYTES of pixels", request(tensor([1, 784], "BYTES", bytes_contents=[b"0"] * 784)), BAD,
+     "input 'input': BYTES shape [1, 784]; expected [N] or [N, 1] encoded images"),
+    ("BYTES of numbers", request(tensor([1], "BYTES", bytes_contents=[b"12"])), BAD,
+     "input 'input' element 0: not a PNG or JPEG file"),
     ("BOOL", request(tensor([1, 784], "BOOL", bool_contents=[False] * 784)), BAD,
      f"input 'input': datatype 'BOOL' {DATATYPE}"),
     ("unknown datatype", request(tensor([1, 784], "FLOAT", fp32_contents=ROW)), BAD,
