@@ -86,7 +86,8 @@ def test_service_image_listens_everywhere_on_the_default_port_and_serves_models(
     assert envs["MLP_HOST"] == "0.0.0.0"
     assert envs["MLP_REPOSITORY"] == "/models"
     assert int(envs["MLP_PORT"]) == Settings.model_fields["port"].default
-    assert values(SERVICE_DOCKERFILE, "EXPOSE") == [envs["MLP_PORT"]]
+    grpc_port = Settings.model_fields["grpc_port"].default
+    assert values(SERVICE_DOCKERFILE, "EXPOSE") == [f"{envs['MLP_PORT']} {grpc_port}"]
     assert json.loads(values(SERVICE_DOCKERFILE, "CMD")[-1]) == ["mlp-serve"]
 
 

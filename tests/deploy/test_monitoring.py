@@ -160,3 +160,31 @@ def test_service_monitor_scrapes_the_service_port_and_labels() -> None:
     ports = {port["name"] for port in service["spec"]["ports"]}
     assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} <= ports
     assert all(endpoint["path"] == "/metrics" for endpoint in monitor["spec"]["endpoints"])
+
+
+def test_grpc_server_errors_count_as_errors_and_grpc_successes_as_successes(
+        tmp_path: Path) -> None:
+    """promtool's rule unit test: 10 UNAVAILABLE gRPC answers a minute beside 100 OK ones fire
+    the error alert (HTTP's 5xx and gRPC's codes alike); gRPC client errors do not."""
+    groups = load_yaml(RULES)["spec"]["groups"]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    series = 'mlp_requests_total{{job="mlp-serve", protocol="grpc", status="{}"}}'
+    description = next(rule["annotations"]["description"] for group in groups
+                       for rule in group["rules"] if rule.get("alert") == "MlpServeHighErrorRatio")
+    fired = {"exp_labels": {"severity": "critical"}, "exp_annotations": {
+        "summary": "mlp-serve answers 9.091% of requests with a server error",
+        "description": description}}
+
+    def case(status: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"interval": "1m", "input_series": [
+            {"series": series.format(status), "values": "0+10x30"},
+            {"series": series.format("OK"), "values": "0+100x30"}],
+            "alert_rule_test": [{"eval_time": "20m", "alertname": "MlpServeHighErrorRatio",
+                                 "exp_alerts": alerts}]}
+
+    spec = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+            "tests": [case("UNAVAILABLE", [fired]), case("INVALID_ARGUMENT", [])]}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(spec))
+    result = subprocess.run([promtool(), "test", "rules", str(tmp_path / "tests.yaml")],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
