@@ -142,3 +142,18 @@ def test_v1_instances_match_the_exact_path(instances: list[Any]) -> None:
         return (array.dtype.str, array.tolist())
 
     assert v1(body) == v1_exact(body)
+
+
+def test_results_stay_valid_after_the_reused_parser_parses_again() -> None:
+    """One parser per thread is reused; nothing it returned may change when it parses the next
+    body (the payload is plain Python, the numbers a copy)."""
+    first_rows = np.arange(40 * 784).reshape(40, 784) % 256
+    first = loads_with_arrays(v2(first_rows.tolist(), [40, 784]), "data")
+    assert first is not None
+    payload, array = first
+    kept_payload, kept_array = orjson.loads(orjson.dumps(payload)), array.copy()
+    for seed in range(3):  # bigger and smaller bodies after it, ints and floats
+        rows = np.random.default_rng(seed).uniform(0, 255, (20 + 30 * seed, 784)).round(2)
+        assert loads_with_arrays(v2(rows.tolist(), list(rows.shape), name=f"x{seed}"),
+                                 "data") is not None
+    assert payload == kept_payload and np.array_equal(array, kept_array)
