@@ -32,3 +32,18 @@ def test_claim_folder_keeps_the_first_id_and_refuses_another_study(tmp_path: Pat
     with pytest.raises(SweepError, match=r"holds sweep s-1 with another base config \(epochs"):
         claim_folder(tmp_path, {"sweep_id": "s-3", "base": {**BASE, "epochs": 3}})
     assert json.loads((tmp_path / "sweep.json").read_text())["sweep_id"] == "s-1"
+
+
+def test_report_only_refuses_a_folder_without_a_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli import main
+
+    grid = tmp_path / "s.toml"
+    grid.write_text("[[trials]]\nhidden_sizes = []\n")
+    out = tmp_path / "out"
+    assert main(["sweep", "--grid", str(grid), "--out", str(out), "--report-only"]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message == (f"mlp-train sweep: error: --report-only: {out} holds no sweep yet "
+                       "(no sweep.json); run the sweep first")
+    assert not out.exists()

@@ -75,6 +75,9 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="torch threads for this worker (default: cores / --workers)")
     parser.add_argument("--publish-best", action="store_true",
                         help="re-train the best trial and publish it into the model repository")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: re-make the report (results.*, summary.csv, plots) "
+                        "from the trials the study holds, also while other workers still run")
     parser.add_argument("--quiet", action="store_true", help="only warnings and the summary")
     parser.set_defaults(handler=run_sweep)
     return parser
@@ -141,6 +144,10 @@ class Plan:
     storage: str
 
 
+def default_out(args: argparse.Namespace) -> Path:
+    return Path(args.out or Path("runs") / "sweeps" / args.grid.stem)
+
+
 def plan(args: argparse.Namespace) -> Plan:
     """Read and check every input, claim the output folder; raises SweepError or ConfigError."""
     spec = load_spec(args.grid, TrainConfig.model_fields)
@@ -148,7 +155,10 @@ def plan(args: argparse.Namespace) -> Plan:
     workers = args.workers or default_workers()
     if workers < 1:
         raise SweepError(f"--workers must be at least 1, got {workers}")
-    out = args.out or Path("runs") / "sweeps" / args.grid.stem
+    out = default_out(args)
+    if getattr(args, "report_only", False) and not (out / "sweep.json").is_file():
+        raise SweepError(f"--report-only: {out} holds no sweep yet (no sweep.json); "
+                         "run the sweep first")
     identity = claim_folder(out, {"sweep_id": sweep_id(args.grid.stem, base),
                                   "grid": str(args.grid), "preset": str(args.config),
                                   "base": base})
@@ -179,11 +189,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         return fail(f"storage {redact(sweep.storage)}: {first}")
-    helpers = start_helpers(args, sweep)
+    report_only = bool(getattr(args, "report_only", False))
+    helpers = [] if report_only else start_helpers(args, sweep)
     # `kill` (SIGTERM) then stops the sweep as Ctrl-C does: the running trial is queued again.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        ran = work(study, sweep.spec, make_objective(sweep))
+        ran = 0 if report_only else work(study, sweep.spec, make_objective(sweep))
     except KeyboardInterrupt:
         print(f"mlp-train sweep: interrupted; finished trials are kept in {redact(sweep.storage)}"
               ", re-run the same command to resume", file=sys.stderr)
