@@ -2,6 +2,7 @@
 processes (each trial runs exactly once), the median pruner, and TPE sampling."""
 
 import collections
+import csv
 import json
 import re
 import subprocess
@@ -106,8 +107,8 @@ def test_the_median_pruner_stops_hopeless_trials_and_says_what_it_saved(
     saved = re.search(r"2 pruned, 0 failed; pruning saved (\d+) of 20 planned epochs", out)
     assert saved is not None, out
     assert 6 <= int(saved.group(1)) <= 8  # stopped after the first or second of 5 epochs
-    statuses = [line.split(",")[1] for line in
-                (tmp_path / "out" / "results.csv").read_text().splitlines()[1:]]
+    with (tmp_path / "out" / "results.csv").open() as handle:
+        statuses = [row["status"] for row in csv.DictReader(handle)]
     assert sorted(statuses) == ["ok", "ok", "pruned", "pruned"]
 
 
