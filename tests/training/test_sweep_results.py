@@ -93,8 +93,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # one configuration, three seeds: one row each in results.csv, one in summary.csv
         record("d2w", 0.86, 30.0, depth=2, width=256),
         record("failed", None),
-        *[record(f"w512-s{s}", v, 40.0, width=512, seed=s, early_stopping=False)
-          for s, v in enumerate([0.84, 0.85, 0.83])],
+        *[record(f"w512-s{s}", v, latency, width=512, seed=s, early_stopping=False)
+          for s, (v, latency) in enumerate([(0.84, 40.0), (0.85, 100.0), (0.83, 41.0)])],
     ]
     write_report(records, tmp_path, "Test sweep", base=BASE)
     return tmp_path
@@ -124,6 +124,7 @@ def test_summary_has_one_row_per_configuration_with_the_spread(report: Path) -> 
     assert (wide["val_accuracy_min"], wide["val_accuracy_max"]) == ("0.8300", "0.8500")
     assert wide["test_accuracy_mean"] == "0.8300"
     assert rows["256-256"]["val_accuracy_std"] == "0.0000"
+    assert wide["latency_b1_us_median"] == "41.00"  # one slow timing does not move it
 
 
 def test_markdown_has_a_row_per_configuration_then_one_per_trial(report: Path) -> None:
@@ -155,13 +156,13 @@ def test_plots_are_readable_pngs(report: Path, name: str) -> None:
 
 
 def test_spread_is_mean_sample_std_and_range() -> None:
-    spread = Spread.of([0.80, None, 0.84, 0.82])
+    spread = Spread.of([0.80, None, 0.84, 0.81])
     assert spread is not None
-    assert (spread.n, spread.low, spread.high) == (3, 0.80, 0.84)
-    assert spread.mean == pytest.approx(0.82)
-    assert spread.std == pytest.approx(0.02)
-    assert spread.errors() == pytest.approx((0.02, 0.02))
-    assert spread.text() == "0.8200 ± 0.0200 [0.8000..0.8400]"
+    assert (spread.n, spread.low, spread.high, spread.median) == (3, 0.80, 0.84, 0.81)
+    assert spread.mean == pytest.approx(0.8167, abs=1e-4)
+    assert spread.std == pytest.approx(0.02082, abs=1e-5)
+    assert spread.errors() == pytest.approx((0.0167, 0.0233), abs=1e-4)
+    assert spread.text() == "0.8167 ± 0.0208 [0.8000..0.8400]"
     single = Spread.of([0.9])
     assert single is not None and single.std == 0.0 and single.text() == "0.9000"
     assert Spread.of([None]) is None

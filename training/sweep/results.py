@@ -33,13 +33,16 @@ COLUMNS = [
 ]
 SPREAD_METRICS = ["train_accuracy", "val_accuracy", "test_accuracy", "gap"]
 """Summarized per configuration as mean, std, min and max over its seeds."""
-MEAN_METRICS = ["epochs_run", "train_seconds", "latency_b1_us", "latency_b256_us"]
-"""Summarized per configuration by their mean only (latency: see the doc on timing noise)."""
+MEAN_METRICS = ["epochs_run", "train_seconds"]
+"""Summarized per configuration by their mean only."""
+MEDIAN_METRICS = ["latency_b1_us", "latency_b256_us"]
+"""Summarized by the median: one trial timed while the machine was busy is an outlier."""
 SUMMARY_COLUMNS = [
     "config_id", "configuration", "n", "seeds", "failed", "depth", "width", "parameters",
     "ended_early",
     *[f"{metric}_{stat}" for metric in SPREAD_METRICS for stat in ("mean", "std", "min", "max")],
     *[f"{metric}_mean" for metric in MEAN_METRICS],
+    *[f"{metric}_median" for metric in MEDIAN_METRICS],
 ]
 REGULARIZERS = ("l1", "l2", "dropout", "input_dropout", "weight_decay")
 """Fields a regularization comparison varies; every other field must be equal."""
@@ -57,6 +60,7 @@ class Spread:
     """Sample standard deviation (n - 1 in the denominator); 0 for a single value."""
     low: float
     high: float
+    median: float
 
     @classmethod
     def of(cls, values: Sequence[float | None]) -> "Spread | None":
@@ -64,7 +68,8 @@ class Spread:
         if not present:
             return None
         std = statistics.stdev(present) if len(present) > 1 else 0.0
-        return cls(len(present), statistics.fmean(present), std, min(present), max(present))
+        return cls(len(present), statistics.fmean(present), std, min(present), max(present),
+                   statistics.median(present))
 
     def text(self, digits: int = 4) -> str:
         """`mean ± std [min..max]`, or the value alone for a single seed."""
@@ -234,6 +239,9 @@ def summary_row(group: Configuration) -> dict[str, str]:
     for metric in MEAN_METRICS:
         spread = group.spread(metric)
         row[f"{metric}_mean"] = "" if spread is None else f"{spread.mean:.2f}"
+    for metric in MEDIAN_METRICS:
+        spread = group.spread(metric)
+        row[f"{metric}_median"] = "" if spread is None else f"{spread.median:.2f}"
     return row
 
 
@@ -264,7 +272,7 @@ def write_markdown(records: Sequence[TrialRecord], path: Path, title: str) -> No
              ""]
     header = ["configuration", "config_id", "n", "parameters", "epochs run", "ended early",
               "train acc",
-              "val acc", "test acc", "gap", "batch-1 µs/row"]
+              "val acc", "test acc", "gap", "batch-1 µs/row (median)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group in groups:
         epochs, latency = group.spread("epochs_run"), group.spread("latency_b1_us")
@@ -273,7 +281,7 @@ def write_markdown(records: Sequence[TrialRecord], path: Path, title: str) -> No
                  f"{epochs.mean:.1f}" if epochs else "", summary_row(group)["ended_early"],
                  *[spread.text() if (spread := group.spread(m)) else ""
                    for m in SPREAD_METRICS],
-                 f"{latency.mean:.1f}" if latency else ""]
+                 f"{latency.median:.1f}" if latency else ""]
         lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
     lines += ["", "## Per trial", "", "| " + " | ".join(COLUMNS) + " |",
               "|" + "---|" * len(COLUMNS)]
@@ -438,20 +446,22 @@ def plot_regularization(records: Sequence[TrialRecord], path: Path) -> None:
 
 
 def plot_latency(records: Sequence[TrialRecord], path: Path) -> None:
-    """Mean test accuracy against mean batch-1 latency per row (log scale), per configuration,
-    with min..max bars on both; the Pareto front is joined and numbered, its shapes listed in a
-    key beside the axes (labels on the points overlapped)."""
+    """Mean test accuracy against median batch-1 latency per row (log scale; the median, as one
+    trial timed while the machine was busy should not move its configuration), per
+    configuration, with min..max bars on both; the Pareto front is joined and numbered, its
+    configurations listed in a key beside the axes (labels on the points overlapped)."""
     groups = [g for g in configurations(records)
               if g.spread("latency_b1_us") and g.spread("test_accuracy")]
     latency = [g.spread("latency_b1_us") for g in groups]
     accuracy = [g.spread("test_accuracy") for g in groups]
-    points = [(x.mean, y.mean) for x, y in zip(latency, accuracy, strict=True)
+    points = [(x.median, y.mean) for x, y in zip(latency, accuracy, strict=True)
               if x and y]
     fig = Figure(figsize=(8.6, 4.6))
     ax = fig.subplots()
     if points:
         ax.errorbar([p[0] for p in points], [p[1] for p in points],
-                    xerr=list(zip(*[x.errors() for x in latency if x], strict=True)),
+                    xerr=list(zip(*[(x.median - x.low, x.high - x.median)
+                                    for x in latency if x], strict=True)),
                     yerr=list(zip(*[y.errors() for y in accuracy if y], strict=True)),
                     fmt="o", ms=4, alpha=0.6, capsize=2, label="configuration")
         ax.set_xscale("log")
@@ -471,8 +481,8 @@ def plot_latency(records: Sequence[TrialRecord], path: Path) -> None:
                  family="monospace", wrap=True)
     ax.set(xlabel="onnxruntime latency per row, batch 1 (µs, 1 thread)",
            ylabel="test accuracy")
-    ax.set_title(f"Accuracy vs serving latency per configuration\n({seeds_note(groups)})",
-                 fontsize=10)
+    ax.set_title("Accuracy vs serving latency per configuration\n(test accuracy: "
+                 f"{seeds_note(groups)}; latency: median)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout(rect=(0.0, 0.0, 0.68, 1.0))
