@@ -434,7 +434,7 @@ def plot_regularization(records: Sequence[TrialRecord], path: Path) -> None:
     lows = [s.low for g in family for m, _ in splits if (s := g.spread(m))]
     ax.set_ylim(max(0.0, min(lows, default=0.0) - 0.03), min(1.0, max(tops, default=1.0) + 0.03))
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # clear of the bars
     config = family[0].config if family else {}
     shape = "-".join(map(str, config.get("hidden_sizes", []))) or "none"
     stopping = "on" if config.get("early_stopping") else "off"
