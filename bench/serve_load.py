@@ -244,14 +244,36 @@ def server(cmd: list[str], port: int, env: dict[str, str], log: Path) -> Iterato
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_ready(port, proc)
+        RUNNING.add(proc.pid)
         yield proc.pid
     finally:
+        RUNNING.discard(proc.pid)
         proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+RUNNING: set[int] = set()  # the servers this script started, while they run
+
+
+def settle(limit_s: float = 60.0, busy_share: float = 0.05) -> float:
+    """Wait until every server is idle (under 5% of a core over 0.5 s); the seconds waited.
+
+    Why: a server still working through requests of the run before (the naive endpoint takes
+    ~40 ms of CPU per 256-row JSON request and holds up to 64 of them when wrk stops) would take
+    the cores from the next server's run: 256-row JSON at 16 clients measured 66,819 rows/s
+    right after a naive run, 91,000 rows/s alone."""
+    started = time.monotonic()
+    processes = [psutil.Process(pid) for pid in RUNNING]
+    while time.monotonic() - started < limit_s:
+        before = sum(cpu_seconds(p) for p in processes)
+        time.sleep(0.5)
+        if sum(cpu_seconds(p) for p in processes) - before < busy_share * 0.5:
+            break
+    return time.monotonic() - started
 
 
 def check_answer(url: str, body: Body) -> None:
@@ -328,6 +350,7 @@ def load_python(url: str, body: Body, clients: int, duration_s: float, workdir: 
 def run_load(url: str, body: Body, clients: int, duration_s: float, pid: int,
              workdir: Path) -> Result:
     """Load one server: answered-with-200 requests/s and rows/s, latency, server CPU/request."""
+    settle()
     process = psutil.Process(pid)
     before = cpu_seconds(process)
     loader = load_wrk if shutil.which("wrk") else load_python
@@ -342,6 +365,7 @@ def run_load(url: str, body: Body, clients: int, duration_s: float, pid: int,
 def run_grpc_load(target: str, body: Path, rows: int, clients: int, duration_s: float,
                   pid: int, workdir: Path, http_port: int) -> Result:
     """run_load for gRPC: h2load on mlp-serve's gRPC port, the same server CPU accounting."""
+    settle()
     process = psutil.Process(pid)
     before = cpu_seconds(process)
     stats = load_h2load(target, body, clients, duration_s, workdir, http_port)
