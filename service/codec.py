@@ -167,11 +167,12 @@ def _tensors(request: InferenceRequest, binary: bytes | memoryview,
     return tensors
 
 
-def bytes_elements(name: str, elements: list[bytes], shape: list[int], count: int) -> np.ndarray:
-    """BYTES elements given one by one (gRPC's contents.bytes_contents) as an object array."""
+def bytes_elements(name: str, elements: list[bytes], shape: list[int], count: int,
+                   field: str = "contents") -> np.ndarray:
+    """BYTES elements as an object array of `shape`; `field` names where they came from."""
     if len(elements) != count:
         raise InvalidInput(f"input {name!r}: shape {shape} needs {count} BYTES elements but "
-                           f"contents has {len(elements)}")
+                           f"{field} holds {len(elements)}")
     array = np.empty(count, OBJECT)
     array[:] = elements
     return array.reshape(shape)
@@ -280,12 +281,7 @@ def bytes_from_prefixed(name: str, chunk: bytes | memoryview, shape: list[int], 
                                f"bytes but {len(view) - position} remain")
         elements.append(bytes(view[position:position + size]))
         position += size
-    if len(elements) != count:
-        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} BYTES elements but "
-                           f"{field} holds {len(elements)}")
-    array = np.empty(count, OBJECT)
-    array[:] = elements
-    return array.reshape(shape)
+    return bytes_elements(name, elements, shape, count, field)
 
 
 def encode_inference_response(

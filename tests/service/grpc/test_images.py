@@ -16,7 +16,13 @@ from tritonclient.grpc import service_pb2_grpc
 
 from service.http.app import create_app
 from tests.service.conftest import MODEL, settings_for
-from tests.service.http.test_images import SEVEN, SMALL, expected, with_normalization
+from tests.service.http.test_images import (
+    SEVEN,
+    SMALL,
+    assert_as_in_process,
+    expected,
+    with_normalization,
+)
 from tests.service.model_repo import write_model
 from tests.service.servers import serve_both_in_thread
 
@@ -43,10 +49,7 @@ def test_tritonclient_grpc_sends_images(target: str, repo: Path, shape: list[int
     tensor.set_data_from_numpy(np.array([SEVEN, SMALL], dtype=np.object_).reshape(shape))
     result = client.infer(MODEL, [tensor])
     client.close()
-    _, want = expected(repo, [SEVEN, SMALL])
-    np.testing.assert_array_equal(result.as_numpy("label"), want["label"])
-    np.testing.assert_allclose(result.as_numpy("probabilities"), want["probabilities"],
-                               rtol=1e-5)
+    assert_as_in_process(result, repo, [SEVEN, SMALL])
 
 
 def infer(target: str, *elements: bytes, model: str = MODEL) -> pb.ModelInferResponse:

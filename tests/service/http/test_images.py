@@ -130,7 +130,12 @@ def test_v2_bytes_from_tritonclient(client: httpx.Client, repo: Path, binary: bo
                                binary_data=binary)
     result = triton_client.infer(MODEL, [tensor])
     triton_client.close()
-    _, want = expected(repo, [SEVEN, SMALL])
+    assert_as_in_process(result, repo, [SEVEN, SMALL])
+
+
+def assert_as_in_process(result: Any, repo: Path, blobs: list[bytes]) -> None:
+    """A tritonclient result (HTTP or gRPC) says what onnxruntime says for these images."""
+    _, want = expected(repo, blobs)
     np.testing.assert_array_equal(result.as_numpy("label"), want["label"])
     np.testing.assert_allclose(result.as_numpy("probabilities"), want["probabilities"],
                                rtol=1e-5)
