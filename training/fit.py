@@ -192,7 +192,9 @@ def fit(
         bar = tqdm(total=batches, desc=f"epoch {epoch}/{config.epochs}", disable=quiet, leave=True)
         for step, start in enumerate(range(0, len(x_train), config.batch_size), 1):
             index = order[start : start + config.batch_size]
-            xb, yb = x_train[index].float(), y_train[index]
+            # index_select, not x_train[index]: the same rows, 13x (1 thread) to 26x (2 threads)
+            # less CPU for a 256-row batch of uint8 images (advanced indexing's general path)
+            xb, yb = x_train.index_select(0, index).float(), y_train.index_select(0, index)
             if config.augment_shift:
                 xb = shift_images(xb, config.augment_shift, generator)
             if config.augment_flip:
