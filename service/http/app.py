@@ -25,6 +25,7 @@ from service.http import control, docs, ops, page, stats, v1, v2
 from service.http.call import error_reply
 from service.http.fastpath import HotPath, HotRoute, hot_routes
 from service.http.requestlog import RequestLog, RequestLogMiddleware
+from service.malloc import reuse_freed_memory
 from service.metrics import Metrics
 from service.models.dataplane import SERVER_VERSION, DataPlane, Lifecycle
 from service.models.registry import LocalControl, ModelControl, ModelRegistry
@@ -124,6 +125,7 @@ def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
                 logger.error("cannot start: %s", error)
             raise
         settle_heap()
+        reuse_freed_memory()
         await role.serving(registry, metrics, lifecycle)
         yield
         lifecycle.draining = True
