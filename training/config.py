@@ -63,6 +63,9 @@ class TrainConfig(BaseModel):
     """Dropout on the (preprocessed) pixels: randomly blanks input pixels while training."""
     augment_shift: int = Field(0, ge=0, le=4)
     """Training only: shift each batch's 28x28 images by up to this many pixels (0 = off)."""
+    augment_shift_mode: Literal["batch", "image"] = "batch"
+    """How augment_shift draws: "batch" moves the whole batch by one (dy, dx), wrapping around;
+    "image" moves every image by its own (dy, dx), filling with background (stronger)."""
     augment_flip: bool = False
     """Training only: mirror a random half of each batch left-right (clothing, not digits)."""
     standardize: bool = False

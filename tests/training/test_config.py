@@ -53,6 +53,7 @@ def test_override_with_dashes_and_quoted_string() -> None:
         ("hidden_sizes=[64,0]", "hidden_sizes.1: Input should be greater than 0"),
         ("activation=swish", "activation: Input should be 'relu', 'tanh', 'sigmoid' or 'gelu'"),
         ("dropout=1.0", "dropout: Input should be less than 1"),
+        ("augment_shift_mode=pixel", "augment_shift_mode: Input should be 'batch' or 'image'"),
         ("name=Bad Name", "name: model name 'Bad Name' is invalid: expected [a-z0-9]"),
         ("name=mnist..v2", "name: model name 'mnist..v2' is invalid: expected [a-z0-9]"),
         ("weight_decay=0.01", "weight_decay=0.01 only applies to optimizer 'adamw', got 'adam'"),
