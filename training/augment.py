@@ -26,5 +26,6 @@ def shift_each_image(x: torch.Tensor, limit: int, generator: torch.Generator) ->
     for k in range(side * side):
         rows = (offset == k).nonzero().squeeze(1)
         oy, ox = divmod(k, side)
-        out[rows] = padded[rows, oy : oy + SIDE, ox : ox + SIDE]
+        # index_select/index_copy_: the same rows as padded[rows], without advanced indexing
+        out.index_copy_(0, rows, padded.index_select(0, rows)[:, oy : oy + SIDE, ox : ox + SIDE])
     return out.reshape(n, SIDE * SIDE)
