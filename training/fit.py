@@ -246,7 +246,7 @@ def fit(
         else:
             waited += 1
             if config.early_stopping and waited >= config.patience:
-                stopped_early = True
+                stopped_early = epoch < config.epochs  # out of patience at the end saves nothing
                 break
     if config.restore_best and best_state is not None:
         model.load_state_dict(best_state)

@@ -62,6 +62,19 @@ def test_early_stopping_restores_the_best_epoch(tmp_path: Path) -> None:
     assert restored_loss < val_losses[-1]
 
 
+def test_patience_running_out_at_the_last_epoch_is_not_stopping_early(tmp_path: Path) -> None:
+    """The run that stopped early, planned to end exactly where it stopped: the same epochs,
+    the same best epoch, but nothing was cut short."""
+    data = make_dataset(n_train=60)
+    changes = {"hidden_sizes": [256], "patience": 3, "learning_rate": 0.01, "batch_size": 16}
+    _, stopped, _ = train(fast_config(tmp_path, epochs=60, **changes), data)
+    assert stopped.stopped_early and stopped.epochs_run < 60
+    _, planned, _ = train(fast_config(tmp_path, epochs=stopped.epochs_run, **changes), data)
+    assert planned.epochs_run == stopped.epochs_run
+    assert planned.best_epoch == stopped.best_epoch
+    assert not planned.stopped_early
+
+
 def test_without_restore_the_last_weights_stay(tmp_path: Path) -> None:
     data = make_dataset(n_train=60)
     config = fast_config(tmp_path, hidden_sizes=[256], epochs=60, patience=3,

@@ -167,9 +167,9 @@ def by_configuration(records: Sequence[TrialRecord]) -> list[TrialRecord]:
 
 
 def ended_early(record: TrialRecord) -> bool:
-    """Fewer epochs run than planned. (fit's `stopped_early` is also set when patience runs out
-    at the last epoch, which saves nothing; counting that flag gave the old doc 8 where the
-    table showed 6.)"""
+    """Fewer epochs run than planned. (Counted from the epochs, not fit's `stopped_early`: until
+    2026-12-02 that flag was also set when patience ran out at the last epoch, and results
+    recorded before then still carry it; counting it gave the old doc 8 where its table had 6.)"""
     return (record.epochs_run or 0) < int((record.config or {}).get("epochs", 0))
 
 
