@@ -73,6 +73,16 @@ def test_ranking_is_by_validation_accuracy_ties_by_latency_failed_last() -> None
     assert best_trial([record("bad", None)]) is None
 
 
+def test_the_best_trial_comes_from_the_best_configuration_on_average_not_a_lucky_seed() -> None:
+    records = [record("lucky-s0", 0.95, seed=0, width=32), record("lucky-s1", 0.80, seed=1,
+                                                                  width=32),
+               record("steady-s0", 0.90, seed=0, width=64), record("steady-s1", 0.91, seed=1,
+                                                                   width=64)]
+    assert ranked(records)[0].trial_id == "lucky-s0"  # the best single trial
+    best = best_trial(records)
+    assert best is not None and best.trial_id == "steady-s1"  # best mean 0.905, its best seed
+
+
 def test_record_round_trips_through_its_json_file(tmp_path: Path) -> None:
     original = record("abc123", 0.9)
     path = write_record(tmp_path, original)
