@@ -9,10 +9,10 @@ the machine's matmul limit (a benchmark, not a test).
   says what the project's choices (bf16, fused optimizer, cheap dropout) buy a user who would
   otherwise write that loop.
 - tuned: the same loop given everything fit() has: the same model (same dropout, standardization
-  in the graph), the same fused optimizer and label smoothing, bf16 autocast when the preset asks
-  for it, uint8 rows cast per batch (indexed as users write it: x[index]). fit() / tuned is
-  fit()'s own overhead (validation pass, metrics, early stopping bookkeeping) against what it
-  does better (a cheaper batch gather); 1.0x means they cancel.
+  in the graph), the same fused optimizer, label smoothing and per-image shifts, bf16 autocast
+  when the preset asks for it, uint8 rows cast per batch (indexed as users write it: x[index]).
+  fit() / tuned is fit()'s own overhead (validation pass, metrics, early stopping bookkeeping)
+  against what it does better (a cheaper batch gather); 1.0x means they cancel.
 - matmul limit: the preset's matmul FLOPs per epoch (6 x rows x weights: forward, input
   gradient, weight gradient) at the rate this machine reaches on exactly those matmul shapes
   in the preset's precision. fit()'s epoch / limit is how far from the hardware it runs.
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.augment import shift_each_image
 from training.config import TrainConfig, load_config
 from training.data import load_dataset, split_validation
 from training.evaluate import predict_probabilities
@@ -66,6 +67,7 @@ def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: 
                epochs: int) -> Speeds:
     """The same loop with fit()'s model, optimizer and precision: fit() minus its bookkeeping."""
     optimizer = make_optimizer(model, config)  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(config.seed)
     speeds = []
     for _ in range(epochs):
         started, cpu = time.perf_counter(), time.process_time()
@@ -73,8 +75,11 @@ def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: 
         order = torch.randperm(len(x))
         for start in range(0, len(x), config.batch_size):
             index = order[start : start + config.batch_size]
+            xb = x[index].float()
+            if config.augment_shift and config.augment_shift_mode == "image":
+                xb = shift_each_image(xb, config.augment_shift, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                logits = model(x[index].float())
+                logits = model(xb)
             loss = F.cross_entropy(logits.float(), y[index], label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
