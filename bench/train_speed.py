@@ -9,7 +9,7 @@ the machine's matmul limit (a benchmark, not a test).
   says what the project's choices (bf16, fused optimizer, cheap dropout) buy a user who would
   otherwise write that loop.
 - tuned: the same loop given everything fit() has: the same model (same dropout, standardization
-  in the graph), the same fused optimizer, label smoothing and per-image shifts, bf16 autocast
+  in the graph), the same fused optimizer, label smoothing and augmentation, bf16 autocast
   when the preset asks for it, uint8 rows cast per batch (indexed as users write it: x[index]).
   fit() / tuned is fit()'s own overhead (validation pass, metrics, early stopping bookkeeping)
   against what it does better (a cheaper batch gather); 1.0x means they cancel.
@@ -32,11 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.augment import shift_each_image
 from training.config import TrainConfig, load_config
 from training.data import load_dataset, split_validation
 from training.evaluate import predict_probabilities
-from training.fit import fit, make_optimizer
+from training.fit import augment_batch, fit, make_optimizer
 from training.pipeline import build_model
 from training.seeding import seed_everything
 
@@ -75,9 +74,7 @@ def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: 
         order = torch.randperm(len(x))
         for start in range(0, len(x), config.batch_size):
             index = order[start : start + config.batch_size]
-            xb = x[index].float()
-            if config.augment_shift and config.augment_shift_mode == "image":
-                xb = shift_each_image(xb, config.augment_shift, generator)
+            xb = augment_batch(x[index].float(), config, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 logits = model(xb)
             loss = F.cross_entropy(logits.float(), y[index], label_smoothing=config.label_smoothing)
