@@ -60,6 +60,17 @@ def test_same_seed_draws_the_same_shifts() -> None:
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+def test_uint8_rows_shift_to_the_same_pixels_as_float_rows() -> None:
+    """fit() shifts the uint8 batch before casting it: the same pixels, a quarter the bytes."""
+    rows = torch.randint(0, 256, (300, 784), dtype=torch.uint8)
+    for limit in (1, 2):
+        as_bytes = shift_each_image(rows, limit, torch.Generator().manual_seed(limit))
+        as_floats = shift_each_image(rows.float(), limit, torch.Generator().manual_seed(limit))
+        assert as_bytes.dtype == torch.uint8 and as_floats.dtype == torch.float32
+        assert torch.equal(as_bytes.float(), as_floats)
+        assert not torch.equal(as_bytes, rows)
+
+
 def test_training_with_per_image_shifts_is_reproducible(tmp_path: Path) -> None:
     config = fast_config(tmp_path, epochs=2, augment_shift=1, augment_shift_mode="image")
     data = make_dataset()
