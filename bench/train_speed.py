@@ -13,6 +13,11 @@ the machine's matmul limit (a benchmark, not a test).
   when the preset asks for it, uint8 rows cast per batch (indexed as users write it: x[index]).
   fit() / tuned is fit()'s own overhead (validation pass, metrics, early stopping bookkeeping)
   against what it does better (a cheaper batch gather); 1.0x means they cancel.
+- bare: the floor of any eager-mode loop for this network: only what a bf16 step cannot skip
+  (the Linear layers and activations, no dropout, no standardization, no augmentation, no label
+  smoothing, float rows ready in memory, the same fused optimizer, bf16 autocast when the preset
+  asks for it). fit() does strictly more each step, so bare / matmul limit bounds how close
+  fit() can come to the limit.
 - matmul limit: the preset's matmul FLOPs per epoch (6 x rows x weights: forward, input
   gradient, weight gradient) at the rate this machine reaches on exactly those matmul shapes
   in the preset's precision. fit()'s epoch / limit is how far from the hardware it runs.
@@ -36,6 +41,7 @@ from training.config import TrainConfig, load_config
 from training.data import load_dataset, split_validation
 from training.evaluate import predict_probabilities
 from training.fit import augment_batch, fit, make_optimizer
+from training.model import ACTIVATIONS
 from training.pipeline import build_model
 from training.seeding import seed_everything
 
@@ -74,7 +80,7 @@ def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: 
         order = torch.randperm(len(x))
         for start in range(0, len(x), config.batch_size):
             index = order[start : start + config.batch_size]
-            xb = augment_batch(x[index].float(), config, generator)
+            xb = augment_batch(x[index], config, generator).float()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 logits = model(xb)
             loss = F.cross_entropy(logits.float(), y[index], label_smoothing=config.label_smoothing)
@@ -84,6 +90,45 @@ def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: 
         speeds.append((len(x) / (time.perf_counter() - started),
                        len(x) / (time.process_time() - cpu)))
     return speeds
+
+
+def bare_network(config: TrainConfig, classes: int) -> torch.nn.Sequential:
+    """The preset's Linear layers and activation, nothing else."""
+    layers: list[torch.nn.Module] = []
+    for fan_in, fan_out in layer_shapes(config, classes):
+        layers += [torch.nn.Linear(fan_in, fan_out), ACTIVATIONS[config.activation]()]
+    return torch.nn.Sequential(*layers[:-1])  # logits: no activation after the last layer
+
+
+def bare_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+              epochs: int) -> Speeds:
+    """The least a step of this network does: forward, loss, backward, the fused update."""
+    optimizer = make_optimizer(model, config)  # type: ignore[arg-type]
+    speeds = []
+    for _ in range(epochs):
+        started, cpu = time.perf_counter(), time.process_time()
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), config.batch_size):
+            index = order[start : start + config.batch_size]
+            xb, yb = x.index_select(0, index), y.index_select(0, index)  # the cheapest gather
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        speeds.append((len(x) / (time.perf_counter() - started),
+                       len(x) / (time.process_time() - cpu)))
+    return speeds
+
+
+def run_bare(config: TrainConfig, classes: int, x: np.ndarray, y: np.ndarray,
+             epochs: int) -> tuple[torch.nn.Module, Speeds]:
+    seed_everything(config.seed)
+    model = bare_network(config, classes)
+    # the bare net has no standardization layer: give it pixels scaled to 0..1 up front
+    return model, bare_loop(model, config, torch.from_numpy(x).float() / 255,
+                            torch.from_numpy(y), epochs)
 
 
 def run_tutorial(config: TrainConfig, classes: int, x: np.ndarray, y: np.ndarray,
@@ -176,8 +221,9 @@ def main() -> None:
     run_tutorial(warm, classes, few[0], few[1], 1)
     run_tuned(warm, classes, few[0], few[1], 1)
     run_ours(warm, classes, few)
+    run_bare(warm, classes, few[0], few[1], 1)
 
-    speeds: dict[str, Speeds] = {"tutorial": [], "tuned": [], "fit()": []}
+    speeds: dict[str, Speeds] = {"tutorial": [], "tuned": [], "fit()": [], "bare": []}
     models: dict[str, torch.nn.Module] = {}
     for _ in range(args.rounds):
         models["tutorial"], epochs = run_tutorial(config, classes, arrays[0], arrays[1],
@@ -187,6 +233,8 @@ def main() -> None:
         speeds["tuned"] += epochs
         models["fit()"], epochs = run_ours(config, classes, arrays)
         speeds["fit()"] += epochs
+        _, epochs = run_bare(config, classes, arrays[0], arrays[1], args.epochs)
+        speeds["bare"] += epochs
 
     print("epoch" + "".join(f"   {name:>9} samples/s (wall, cpu)" for name in speeds))
     for epoch, row in enumerate(zip(*speeds.values(), strict=True), 1):
@@ -198,10 +246,13 @@ def main() -> None:
             + f"; fit() / tuned {best['fit()'] / best['tuned']:.2f}x, fit() / tutorial "
             f"{best['fit()'] / best['tutorial']:.2f}x")
     rate, limit = matmul_limit_cpu_seconds(config, classes, len(arrays[0]))
-    fit_epoch = len(arrays[0]) / max(s[1] for s in speeds["fit()"])
+    fit_epoch, bare_epoch = (len(arrays[0]) / max(s[1] for s in speeds[name])
+                             for name in ("fit()", "bare"))
     print(f"matmul limit: {rate / 1e9:.1f} GFLOP per CPU-second on the preset's matmuls "
           f"({'bf16' if config.bf16 else 'fp32'}) -> {limit:.2f} CPU-s per epoch; fit()'s best "
-          f"epoch {fit_epoch:.2f} CPU-s = {fit_epoch / limit:.2f}x the limit")
+          f"epoch {fit_epoch:.2f} CPU-s = {fit_epoch / limit:.2f}x the limit; the bare loop's "
+          f"{bare_epoch:.2f} CPU-s = {bare_epoch / limit:.2f}x (no loop of this network in eager "
+          f"mode gets closer)")
     print(f"test accuracy after {args.epochs} epochs (last round): " + ", ".join(
         f"{name} {accuracy(model, data.x_test, data.y_test):.4f}"
         for name, model in models.items()))
