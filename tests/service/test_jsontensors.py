@@ -68,6 +68,11 @@ FAST = {  # accepted by the fast path: same arrays as the exact path
     "strings elsewhere with [ and e": v2(PIXELS.tolist(), id="[req] e.E",
                                          parameters={"note": "[[x]]", "flag": True, "n": 3}),
     "requested outputs": v2(PIXELS.tolist(), outputs=[{"name": "label"}]),
+    "float parameter": v2(PIXELS.tolist(), parameters={"timeout": 1.5}),
+    "floats elsewhere, ints in the tensor": v2(PIXELS.tolist(), parameters={"scale": 2.5e-3}),
+    "int64 extremes": v2([*PIXELS.ravel().tolist()[:-2], -(2**63), 2**63 - 1]),
+    "a fraction, then an integer beyond int64": v2([0.5, *PIXELS.ravel().tolist()[1:-1],
+                                                    2**64 - 1]),
 }
 EXACT = {  # left to the exact path (fallback), which answers as it always did
     "null": v2([*PIXELS.ravel().tolist()[:-1], None]),
@@ -80,7 +85,9 @@ EXACT = {  # left to the exact path (fallback), which answers as it always did
     "fractions for INT32": v2(mixed, datatype="INT32"),
     "count mismatch": v2(PIXELS.tolist(), shape=[ROWS, 783]),
     "too big for int64": v2([*PIXELS.ravel().tolist()[:-1], 2**64 - 1]),
-    "float parameter": v2(PIXELS.tolist(), parameters={"timeout": 1.5}),
+    "too big for int64, then a fraction": v2([2**64 - 1, *PIXELS.ravel().tolist()[1:-1], 0.5]),
+    "beyond uint64": v2([*PIXELS.ravel().tolist()[:-1], 1234567]).replace(
+        b"1234567]", str(2**64).encode() + b"]"),
     "no data": orjson.dumps({"inputs": [{"name": "input", "shape": [1, 784],
                                          "datatype": "FP32", "pad": "x" * MIN_BYTES}]}),
     "two inputs": orjson.dumps({"inputs": [
