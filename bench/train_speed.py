@@ -2,7 +2,7 @@
 the machine's matmul limit (a benchmark, not a test).
 
     .venv/bin/python bench/train_speed.py [--config training/configs/fashion-mnist.toml]
-        [--epochs 3] [--rounds 2] [--threads 2] [key=value ...]
+        [--rounds 6] [--threads 2] [key=value ...]
 
 - tutorial: what a careful tutorial writes: float32 tensors in memory, a random permutation per
   epoch sliced into batches, default Adam at the preset's rate, no dropout, fp32. fit() / tutorial
@@ -22,15 +22,20 @@ the machine's matmul limit (a benchmark, not a test).
   gradient, weight gradient) at the rate this machine reaches on exactly those matmul shapes
   in the preset's precision. fit()'s epoch / limit is how far from the hardware it runs.
 
-The three loops alternate `--rounds` times so load from other work on the machine does not
-always hit the same side; each is warmed up first and its best epoch counts. Denormal floats
-are flushed for all of them (fit() does it; see training/fit.py). CPU time (all threads, this
+Each round runs one epoch of every loop (a fresh model each time; the first loop of a round
+rotates) and measures the matmul limit again, and the ratios are taken within a round, then
+their median over the rounds is printed: on a shared VM the speed of the whole machine drifts
+by 20-40% within minutes, and comparing a loop's fast minute with another's slow one said more
+about the machine than about the loops. Every loop is warmed up first. Denormal floats are
+flushed for all of them (fit() does it; see training/fit.py). CPU time (all threads, this
 process) is the steadier figure on a shared machine; wall time is printed next to it.
 """
 
 import argparse
 import itertools
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -200,62 +205,73 @@ def accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "training/configs/fashion-mnist.toml")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6, help="one epoch of every loop each")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("overrides", nargs="*", help="key=value for both sides (e.g. batch_size)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_config(args.config, [f"epochs={args.epochs}", "early_stopping=false",
+    config = load_config(args.config, ["epochs=1", "early_stopping=false",
                                        f"threads={args.threads}", *args.overrides])
     data = load_dataset(config.data)
     arrays = split_validation(data.x_train, data.y_train, config.validation_fraction, config.seed)
-    classes = len(data.class_names)
-    print(f"{data.name}: {len(arrays[0])} train rows, hidden {config.hidden_sizes}, batch "
-          f"{config.batch_size}, bf16 {config.bf16}, {args.epochs} epochs x {args.rounds} rounds, "
+    classes, rows = len(data.class_names), len(arrays[0])
+    print(f"{data.name}: {rows} train rows, hidden {config.hidden_sizes}, batch "
+          f"{config.batch_size}, bf16 {config.bf16}, {args.rounds} rounds of one epoch per loop, "
           f"{args.threads} threads, overrides {args.overrides or 'none'}")
 
     torch.set_flush_denormal(True)
-    warm = config.model_copy(update={"epochs": 1})
+    loops: dict[str, Callable[[tuple[np.ndarray, ...]], tuple[torch.nn.Module, Speeds]]] = {
+        "tutorial": lambda a: run_tutorial(config, classes, a[0], a[1], 1),
+        "tuned": lambda a: run_tuned(config, classes, a[0], a[1], 1),
+        "fit()": lambda a: run_ours(config, classes, a),
+        "bare": lambda a: run_bare(config, classes, a[0], a[1], 1),
+    }
     few = tuple(a[: 20 * config.batch_size] for a in arrays)
-    run_tutorial(warm, classes, few[0], few[1], 1)
-    run_tuned(warm, classes, few[0], few[1], 1)
-    run_ours(warm, classes, few)
-    run_bare(warm, classes, few[0], few[1], 1)
+    for run in loops.values():
+        run(few)  # warm-up
 
-    speeds: dict[str, Speeds] = {"tutorial": [], "tuned": [], "fit()": [], "bare": []}
+    speeds: dict[str, Speeds] = {name: [] for name in loops}
+    limits: list[float] = []  # the matmul limit, CPU-s per epoch, measured in every round
     models: dict[str, torch.nn.Module] = {}
-    for _ in range(args.rounds):
-        models["tutorial"], epochs = run_tutorial(config, classes, arrays[0], arrays[1],
-                                                  args.epochs)
-        speeds["tutorial"] += epochs
-        models["tuned"], epochs = run_tuned(config, classes, arrays[0], arrays[1], args.epochs)
-        speeds["tuned"] += epochs
-        models["fit()"], epochs = run_ours(config, classes, arrays)
-        speeds["fit()"] += epochs
-        _, epochs = run_bare(config, classes, arrays[0], arrays[1], args.epochs)
-        speeds["bare"] += epochs
+    names = list(loops)
+    for round_number in range(args.rounds):
+        turn = round_number % len(names)  # each loop goes first in some round
+        for name in names[turn:] + names[:turn]:
+            models[name], epoch = loops[name](arrays)
+            speeds[name] += epoch
+        limits.append(matmul_limit_cpu_seconds(config, classes, rows)[1])
 
-    print("epoch" + "".join(f"   {name:>9} samples/s (wall, cpu)" for name in speeds))
-    for epoch, row in enumerate(zip(*speeds.values(), strict=True), 1):
-        print(f"{epoch:5d}" + "".join(f"   {wall:15,.0f} {cpu:15,.0f}" for wall, cpu in row))
+    print("round" + "".join(f"   {name:>9} samples/s (wall, cpu)" for name in speeds)
+          + "   matmul limit CPU-s/epoch")
+    for number, row in enumerate(zip(*speeds.values(), strict=True), 1):
+        print(f"{number:5d}" + "".join(f"   {wall:15,.0f} {cpu:15,.0f}" for wall, cpu in row)
+              + f"   {limits[number - 1]:10.2f}")
     for column, label in ((0, "wall"), (1, "cpu ")):
-        best = {name: max(s[column] for s in rows) for name, rows in speeds.items()}
+        best = {name: max(s[column] for s in epochs) for name, epochs in speeds.items()}
         print(f"best epoch, samples per {label} second: " + ", ".join(
-            f"{name} {value:,.0f}" for name, value in best.items())
-            + f"; fit() / tuned {best['fit()'] / best['tuned']:.2f}x, fit() / tutorial "
-            f"{best['fit()'] / best['tutorial']:.2f}x")
-    rate, limit = matmul_limit_cpu_seconds(config, classes, len(arrays[0]))
-    fit_epoch, bare_epoch = (len(arrays[0]) / max(s[1] for s in speeds[name])
-                             for name in ("fit()", "bare"))
-    print(f"matmul limit: {rate / 1e9:.1f} GFLOP per CPU-second on the preset's matmuls "
-          f"({'bf16' if config.bf16 else 'fp32'}) -> {limit:.2f} CPU-s per epoch; fit()'s best "
-          f"epoch {fit_epoch:.2f} CPU-s = {fit_epoch / limit:.2f}x the limit; the bare loop's "
-          f"{bare_epoch:.2f} CPU-s = {bare_epoch / limit:.2f}x (no loop of this network in eager "
-          f"mode gets closer)")
-    print(f"test accuracy after {args.epochs} epochs (last round): " + ", ".join(
+            f"{name} {value:,.0f}" for name, value in best.items()))
+
+    def ratios(top: str, bottom: str) -> list[float]:
+        """top / bottom speed (per CPU-second), within each round."""
+        return [a[1] / b[1] for a, b in zip(speeds[top], speeds[bottom], strict=True)]
+
+    def over_limit(name: str) -> list[float]:
+        """The loop's epoch in CPU-s as a multiple of the same round's matmul limit."""
+        return [rows / s[1] / limit for s, limit in zip(speeds[name], limits, strict=True)]
+
+    for label, values, goal in (("fit() / tuned", ratios("fit()", "tuned"), ">= 1.0x"),
+                                ("fit() / tutorial", ratios("fit()", "tutorial"), ">= 2x"),
+                                ("fit() / matmul limit", over_limit("fit()"), "<= 1.3x"),
+                                ("bare / matmul limit", over_limit("bare"), "fit()'s floor")):
+        print(f"{label}: median {statistics.median(values):.2f}x, per round "
+              + " ".join(f"{value:.2f}" for value in values) + f" (goal {goal})")
+    epoch_flops = 6 * rows * sum(a * b for a, b in layer_shapes(config, classes))
+    print(f"matmul rate: the preset's {'bf16' if config.bf16 else 'fp32'} matmul shapes run at "
+          f"{epoch_flops / max(limits) / 1e9:.0f}-{epoch_flops / min(limits) / 1e9:.0f} GFLOP "
+          "per CPU-second over the rounds")
+    print("test accuracy after one epoch (last round): " + ", ".join(
         f"{name} {accuracy(model, data.x_test, data.y_test):.4f}"
-        for name, model in models.items()))
+        for name, model in models.items() if name != "bare"))
 
 
 if __name__ == "__main__":
