@@ -54,23 +54,33 @@ ROOT = Path(__file__).resolve().parents[1]
 Speeds = list[tuple[float, float]]  # per epoch: (samples per wall second, per CPU second)
 
 
+def timed_epochs(rows: int, batch: int, epochs: int,
+                 step: Callable[[torch.Tensor], None]) -> Speeds:
+    """`epochs` passes of `step(index)` over a fresh random permutation of `rows`, sliced into
+    batches; samples per wall and per CPU second of each epoch."""
+    speeds = []
+    for _ in range(epochs):
+        started, cpu = time.perf_counter(), time.process_time()
+        order = torch.randperm(rows)
+        for start in range(0, rows, batch):
+            step(order[start : start + batch])
+        speeds.append((rows / (time.perf_counter() - started),
+                       rows / (time.process_time() - cpu)))
+    return speeds
+
+
 def tutorial_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
                   lr: float, epochs: int) -> Speeds:
     """The textbook loop; returns samples/second per epoch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    speeds = []
-    for _ in range(epochs):
-        started, cpu = time.perf_counter(), time.process_time()
-        model.train()
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), batch):
-            index = order[start : start + batch]
-            optimizer.zero_grad()
-            F.cross_entropy(model(x[index]), y[index]).backward()
-            optimizer.step()
-        speeds.append((len(x) / (time.perf_counter() - started),
-                       len(x) / (time.process_time() - cpu)))
-    return speeds
+
+    def step(index: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        F.cross_entropy(model(x[index]), y[index]).backward()
+        optimizer.step()
+
+    model.train()
+    return timed_epochs(len(x), batch, epochs, step)
 
 
 def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: torch.Tensor,
@@ -78,23 +88,18 @@ def tuned_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: 
     """The same loop with fit()'s model, optimizer and precision: fit() minus its bookkeeping."""
     optimizer = make_optimizer(model, config)  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(config.seed)
-    speeds = []
-    for _ in range(epochs):
-        started, cpu = time.perf_counter(), time.process_time()
-        model.train()
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), config.batch_size):
-            index = order[start : start + config.batch_size]
-            xb = augment_batch(x[index], config, generator).float()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                logits = model(xb)
-            loss = F.cross_entropy(logits.float(), y[index], label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        speeds.append((len(x) / (time.perf_counter() - started),
-                       len(x) / (time.process_time() - cpu)))
-    return speeds
+
+    def step(index: torch.Tensor) -> None:
+        xb = augment_batch(x[index], config, generator).float()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), y[index], label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    return timed_epochs(len(x), config.batch_size, epochs, step)
 
 
 def bare_network(config: TrainConfig, classes: int) -> torch.nn.Sequential:
@@ -109,22 +114,17 @@ def bare_loop(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: t
               epochs: int) -> Speeds:
     """The least a step of this network does: forward, loss, backward, the fused update."""
     optimizer = make_optimizer(model, config)  # type: ignore[arg-type]
-    speeds = []
-    for _ in range(epochs):
-        started, cpu = time.perf_counter(), time.process_time()
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), config.batch_size):
-            index = order[start : start + config.batch_size]
-            xb, yb = x.index_select(0, index), y.index_select(0, index)  # the cheapest gather
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                logits = model(xb)
-            loss = F.cross_entropy(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        speeds.append((len(x) / (time.perf_counter() - started),
-                       len(x) / (time.process_time() - cpu)))
-    return speeds
+
+    def step(index: torch.Tensor) -> None:
+        xb, yb = x.index_select(0, index), y.index_select(0, index)  # the cheapest gather
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return timed_epochs(len(x), config.batch_size, epochs, step)
 
 
 def run_bare(config: TrainConfig, classes: int, x: np.ndarray, y: np.ndarray,
