@@ -232,6 +232,7 @@ def main() -> None:
 
     speeds: dict[str, Speeds] = {name: [] for name in loops}
     limits: list[float] = []  # the matmul limit, CPU-s per epoch, measured in every round
+    rates: list[float] = []  # the FLOP per CPU-second behind each limit
     models: dict[str, torch.nn.Module] = {}
     names = list(loops)
     for round_number in range(args.rounds):
@@ -239,7 +240,9 @@ def main() -> None:
         for name in names[turn:] + names[:turn]:
             models[name], epoch = loops[name](arrays)
             speeds[name] += epoch
-        limits.append(matmul_limit_cpu_seconds(config, classes, rows)[1])
+        rate, limit = matmul_limit_cpu_seconds(config, classes, rows)
+        rates.append(rate)
+        limits.append(limit)
 
     print("round" + "".join(f"   {name:>9} samples/s (wall, cpu)" for name in speeds)
           + "   matmul limit CPU-s/epoch")
@@ -265,9 +268,8 @@ def main() -> None:
                                 ("bare / matmul limit", over_limit("bare"), "fit()'s floor")):
         print(f"{label}: median {statistics.median(values):.2f}x, per round "
               + " ".join(f"{value:.2f}" for value in values) + f" (goal {goal})")
-    epoch_flops = 6 * rows * sum(a * b for a, b in layer_shapes(config, classes))
     print(f"matmul rate: the preset's {'bf16' if config.bf16 else 'fp32'} matmul shapes run at "
-          f"{epoch_flops / max(limits) / 1e9:.0f}-{epoch_flops / min(limits) / 1e9:.0f} GFLOP "
+          f"{min(rates) / 1e9:.0f}-{max(rates) / 1e9:.0f} GFLOP "
           "per CPU-second over the rounds")
     print("test accuracy after one epoch (last round): " + ", ".join(
         f"{name} {accuracy(model, data.x_test, data.y_test):.4f}"
