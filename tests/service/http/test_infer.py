@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 from httpx import Client
 
+from service.jsontensors import MIN_BYTES
 from tests.service.conftest import MODEL, payload, pixels, reference
 
 INFER = f"/v2/models/{MODEL}/infer"
@@ -200,3 +201,32 @@ def test_request_id_is_echoed_or_generated(shared_client: Client) -> None:
     made = shared_client.get("/v2/health/live").headers["x-request-id"]
     assert len(made) == 32 and made != shared_client.get("/v2/health/live").headers["x-request-id"]
     assert shared_client.get("/nope").headers["x-request-id"]
+
+
+def test_json_batches_as_clients_write_them_match_onnxruntime(
+    shared_client: Client, shared_repo: Path
+) -> None:
+    """32 rows in one JSON body (well over the 16 kB where simdjson decodes it), written the ways
+    clients write them: whole-number floats from float32 arrays, integers from uint8 arrays
+    (datatype FP32 and UINT8), and 0..1 floats as Keras tutorials scale them."""
+    rows = pixels(32, seed=11)
+    expected = reference(shared_repo / MODEL / "2", rows)
+    unit = rows / 255
+    bodies = {
+        "float32 tolist": ("FP32", rows.tolist(), {}),
+        "uint8 tolist, FP32": ("FP32", rows.astype(np.uint8).tolist(), {}),
+        "uint8 tolist, UINT8": ("UINT8", rows.astype(np.uint8).ravel().tolist(), {}),
+        "scaled to 0..1": ("FP32", unit.tolist(), {"pixel_range": "0..1"}),
+    }
+    for name, (datatype, data, parameters) in bodies.items():
+        request = {"inputs": [{"name": "input", "shape": [32, 784], "datatype": datatype,
+                               "data": data}], **({"parameters": parameters} if parameters else {})}
+        content = json.dumps(request)
+        assert len(content) >= MIN_BYTES, name
+        response = shared_client.post(INFER, content=content)
+        assert response.status_code == 200, (name, response.text)
+        outputs = {o["name"]: o for o in response.json()["outputs"]}
+        assert outputs["label"]["data"] == expected["label"].tolist(), name
+        np.testing.assert_allclose(
+            np.array(outputs["probabilities"]["data"], np.float32).reshape(32, 10),
+            expected["probabilities"], rtol=1e-5, atol=1e-6, err_msg=name)
