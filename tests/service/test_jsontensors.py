@@ -1,8 +1,9 @@
-"""Large JSON tensors through simdjson give exactly what the orjson path gives: same request,
+"""JSON tensors through simdjson give exactly what the orjson path gives: same request,
 same arrays (values and dtype), or the same error message."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,8 +128,35 @@ def test_duplicate_and_escaped_bodies_are_left_to_the_exact_path() -> None:
     assert outcome(codec.decode_inference_request_json, escaped) == outcome(exact, escaped)
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+ONE_ROW = PIXELS[:1]
+ONE_ROW_BODIES = {  # one row, as clients send it: the requests most users make
+    "sample digit (README's curl)": (SAMPLES / "digit-7.v2.json").read_bytes(),
+    "ints": v2(ONE_ROW.tolist(), [1, 784]),
+    "float32 tolist": v2(ONE_ROW.astype(np.float32).tolist(), [1, 784]),
+    "0..1 fractions": v2((ONE_ROW / 255).tolist(), [1, 784], parameters={"pixel_range": "0..1"}),
+    "UINT8 flat": v2(ONE_ROW.ravel().tolist(), [1, 784], "UINT8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_ROW_BODIES))
+def test_one_row_bodies_take_the_fast_path_with_the_exact_arrays(name: str) -> None:
+    body = ONE_ROW_BODIES[name]
+    assert loads_with_arrays(body, "data") is not None, "the fast path was not taken"
+    result = outcome(codec.decode_inference_request_json, body)
+    assert result[0] == "ok"
+    assert result == outcome(exact, body)
+
+
+def test_one_row_bodies_with_unusual_values_answer_as_before() -> None:
+    for value in (None, "7", True, [5]):
+        body = v2([*ONE_ROW.ravel().tolist()[:-1], value], [1, 784])
+        assert outcome(codec.decode_inference_request_json, body) == outcome(exact, body)
+
+
 @pytest.mark.parametrize("instances", [PIXELS.tolist(), (PIXELS / 7).tolist(), ragged,
-                                       singleton, [*PIXELS.tolist()[:-1], ["7"] * 784]])
+                                       singleton, [*PIXELS.tolist()[:-1], ["7"] * 784],
+                                       ONE_ROW.tolist(), (ONE_ROW / 255).tolist()])
 def test_v1_instances_match_the_exact_path(instances: list[Any]) -> None:
     body = orjson.dumps({"instances": instances})
 

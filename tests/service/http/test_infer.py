@@ -206,7 +206,7 @@ def test_request_id_is_echoed_or_generated(shared_client: Client) -> None:
 def test_json_batches_as_clients_write_them_match_onnxruntime(
     shared_client: Client, shared_repo: Path
 ) -> None:
-    """32 rows in one JSON body (well over the 16 kB where simdjson decodes it), written the ways
+    """32 rows in one JSON body (well over MIN_BYTES, where simdjson decodes it), written the ways
     clients write them: whole-number floats from float32 arrays, integers from uint8 arrays
     (datatype FP32 and UINT8), and 0..1 floats as Keras tutorials scale them."""
     rows = pixels(32, seed=11)
