@@ -1,5 +1,6 @@
 """Sweeps on Optuna with tiny generated data: a real PostgreSQL study shared by two worker
-processes (each trial runs exactly once), the median pruner, and TPE sampling."""
+processes (each trial runs exactly once), the median pruner, TPE sampling, and a worker whose
+queue ran dry waiting for the others' trials (a dead worker's trial is queued again)."""
 
 import collections
 import csv
@@ -7,6 +8,9 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,16 @@ from tests.training.postgres import postgres_url  # noqa: F401
 from tests.training.synthetic import make_dataset, single_thread  # noqa: F401
 from training.cli import main
 from training.config import TrainConfig
-from training.sweep.grid import expand, load_spec, trial_id
+from training.sweep import study as sweep_study
+from training.sweep.grid import SweepSpec, expand, load_spec, trial_id
+from training.sweep.study import (
+    Objective,
+    choices,
+    finished,
+    open_study,
+    running_elsewhere,
+    work,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 WORKER_TIMEOUT_S = 900
@@ -123,3 +136,66 @@ def test_tpe_draws_the_requested_number_of_trials(
     assert "3 trials in the study (3 run by this worker" in capsys.readouterr().out
     assert main(command) == 0
     assert "3 trials in the study (0 run by this worker" in capsys.readouterr().out  # resumed
+
+
+def sqlite_study(tmp_path: Path, axes: str) -> tuple[SweepSpec, optuna.Study, str]:
+    spec = load_spec(write_sweep(tmp_path, "grid", axes), TrainConfig.model_fields)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    return spec, open_study(spec, "waiting", url), url
+
+
+def another_worker_takes(study: optuna.Study) -> optuna.Trial:
+    """Pop the next queued trial as another worker's Study.optimize would."""
+    with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for optimize()
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        return study.ask()
+
+
+def answer(value: float) -> Objective:
+    return lambda overrides, trial: value
+
+
+def test_a_worker_whose_queue_ran_dry_waits_for_the_trial_another_worker_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its report is written after `work` returns, so it must hold every worker's trials."""
+    monkeypatch.setattr(sweep_study, "OTHERS_POLL_S", 0.05)
+    spec, study, url = sqlite_study(tmp_path, "seed = [0, 1]")
+    other = another_worker_takes(study)  # the first grid point
+
+    def other_worker_finishes() -> None:
+        time.sleep(1.0)
+        elsewhere = optuna.load_study(study_name="waiting", storage=url)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            elsewhere.tell(other.number, 0.25)
+
+    finisher = threading.Thread(target=other_worker_finishes)
+    started = time.monotonic()
+    finisher.start()
+    ran = work(study, spec, answer(0.5))
+    waited = time.monotonic() - started
+    finisher.join()
+    assert ran == 1 and waited >= 1.0
+    assert sorted(t.value for t in finished(study)) == [0.25, 0.5]
+
+
+def test_a_dead_workers_trial_goes_back_to_the_queue_and_is_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its heartbeat stops; once it is GRACE_S old the waiting worker fails it, the retry
+    callback queues it again, and the waiting worker runs it."""
+    monkeypatch.setattr(sweep_study, "OTHERS_POLL_S", 0.05)
+    monkeypatch.setattr(sweep_study, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(sweep_study, "GRACE_S", 1)
+    spec, study, _ = sqlite_study(tmp_path, "seed = [0, 1]")
+    dead = another_worker_takes(study)
+    space = choices(spec)
+    for name in dead.user_attrs["fields"]:  # what run_one does first
+        dead.suggest_categorical(name, space[name])
+    study._storage.record_heartbeat(dead._trial_id)  # then its worker died
+    ran = work(study, spec, answer(0.5))
+    states = collections.Counter(t.state for t in finished(study))
+    assert ran == 2
+    assert states == {optuna.trial.TrialState.COMPLETE: 2, optuna.trial.TrialState.FAIL: 1}
+    assert running_elsewhere(study) == 0

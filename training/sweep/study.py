@@ -35,6 +35,7 @@ HEARTBEAT_S = 30
 GRACE_S = 120
 QUEUE_WAIT_S = 120  # how long a worker waits for the creating worker to fill the grid queue
 QUEUED_ATTR = "queued_trials"
+OTHERS_POLL_S = 1.0  # how often a worker whose queue ran dry looks at the others' trials
 STORAGE_ATTEMPTS = 4
 
 
@@ -155,7 +156,8 @@ def done(study: optuna.Study, spec: SweepSpec) -> bool:
 
 
 def work(study: optuna.Study, spec: SweepSpec, objective: Objective) -> int:
-    """Run trials until the study is done; return how many this worker ran.
+    """Run trials until the study is done and no other worker is still running one (so the
+    report that follows holds every trial); return how many this worker ran.
 
     Study.optimize drives the loop (it keeps the heartbeat going); a grid worker that finds the
     queue emptied by another worker between its check and its pop records a `lost_race`
@@ -186,12 +188,36 @@ def work(study: optuna.Study, spec: SweepSpec, objective: Objective) -> int:
         if done(study, spec):
             study.stop()
 
-    if done(study, spec):
-        return 0
-    try:
-        study.optimize(run_one, callbacks=[stop_when_done], catch=(TrialFailed,))
-    except BaseException:  # Ctrl-C or SIGTERM: hand the interrupted trial back to the queue
-        if current:
-            enqueue(study, current[0])
-        raise
-    return ran
+    while True:
+        if not done(study, spec):
+            try:
+                study.optimize(run_one, callbacks=[stop_when_done], catch=(TrialFailed,))
+            except BaseException:  # Ctrl-C or SIGTERM: hand the interrupted trial back
+                if current:
+                    enqueue(study, current[0])
+                raise
+        if not wait_for_other_workers(study):
+            return ran
+
+
+def running_elsewhere(study: optuna.Study) -> int:
+    """Trials other workers are running now (this worker runs none between its trials)."""
+    return sum(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+
+
+def wait_for_other_workers(study: optuna.Study) -> bool:
+    """Once the queue is empty, wait while other workers still run trials, so this worker's
+    report covers the whole study. True when a trial came back to the queue meanwhile (a dead
+    worker's, failed once its heartbeat is GRACE_S old and queued again): run it, then wait
+    again. False when no trial is running any more."""
+    waiting_for = running_elsewhere(study)
+    if waiting_for:
+        log.info("queue empty; waiting for %d trial(s) other workers are running", waiting_for)
+    while running_elsewhere(study):
+        time.sleep(OTHERS_POLL_S)
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.9, as the heartbeat
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            return True
+    return False
