@@ -196,7 +196,7 @@ def work(study: optuna.Study, spec: SweepSpec, objective: Objective) -> int:
                 if current:
                     enqueue(study, current[0])
                 raise
-        if not wait_for_other_workers(study):
+        if not wait_for_other_workers(study, spec):
             return ran
 
 
@@ -205,7 +205,7 @@ def running_elsewhere(study: optuna.Study) -> int:
     return sum(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
 
-def wait_for_other_workers(study: optuna.Study) -> bool:
+def wait_for_other_workers(study: optuna.Study, spec: SweepSpec) -> bool:
     """Once the queue is empty, wait while other workers still run trials, so this worker's
     report covers the whole study. True when a trial came back to the queue meanwhile (a dead
     worker's, failed once its heartbeat is GRACE_S old and queued again): run it, then wait
@@ -218,6 +218,6 @@ def wait_for_other_workers(study: optuna.Study) -> bool:
         with warnings.catch_warnings():  # "experimental" since Optuna 2.9, as the heartbeat
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        if any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+        if not done(study, spec):
             return True
     return False
