@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.http.app import create_app
+from service.models.repository import ModelVersion
 from service.settings import Settings
 from tests.service.model_repo import write_model
 from tests.service.servers import API_KEY, ServerProcess, serve_in_thread
@@ -97,3 +100,39 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.stop()
+
+
+class HeldModel:
+    """Wraps ModelVersion.run: counts calls, and holds the first one until released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._real = ModelVersion.run
+
+    def run(self, version: ModelVersion, rows: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls += 1
+        self.entered.set()
+        assert self.release.wait(20), "the test never released the model"
+        return self._real(version, rows)
+
+
+def held_settings(repo: Path, **overrides: Any) -> Settings:
+    """A held model must hold the model thread, not the event loop: no inline model calls."""
+    return settings_for(repo, inline_max_rows=0, **overrides)
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldModel]:
+    model = HeldModel()
+    monkeypatch.setattr(ModelVersion, "run", lambda self, rows: model.run(self, rows))
+    yield model
+    model.release.set()  # never leave the server's model thread blocked
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.005)

@@ -8,6 +8,7 @@ client would send them.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from service.http.app import create_app
-from tests.service.conftest import MODEL, settings_for
+from service.models.batching import DynamicBatcher
+from tests.service.conftest import MODEL, HeldModel, held_settings, settings_for
 from tests.service.servers import serve_both_in_thread
 
 ROW = [0.0] * 784
@@ -244,14 +246,35 @@ def test_client_timeout_parameter_shortens_the_deadline(
     assert text.startswith("request timed out after ")
 
 
-def test_client_deadline_is_honoured(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
-    """A deadline already over when the server reads the request: DEADLINE_EXCEEDED (from the
-    server's check or the client's own clock), and the server keeps serving."""
-    with pytest.raises(grpc.RpcError) as error:
-        stub.ModelInfer(request(tensor([1, 784], fp32_contents=ROW)), timeout=1e-6)
+def test_client_deadline_is_honoured(repo: Path, held: HeldModel,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request queued behind a busy model with a 300 ms gRPC deadline: the client gets
+    DEADLINE_EXCEEDED, the server queued it with that deadline (not its own 60 s), the model
+    never runs its rows, and the server keeps serving."""
+    budgets: list[float] = []  # seconds from submit() to the deadline the server queued with
+    submit = DynamicBatcher.submit
+
+    async def spy(self: DynamicBatcher, rows: np.ndarray, *, deadline: float) -> Any:
+        budgets.append(deadline - time.monotonic())
+        return await submit(self, rows, deadline=deadline)
+
+    monkeypatch.setattr(DynamicBatcher, "submit", spy)
+    app = create_app(held_settings(repo, request_timeout_ms=60_000))
+    message = request(tensor([1, 784], fp32_contents=ROW))
+    with serve_both_in_thread(app) as (_, target), grpc.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        in_model = stub.ModelInfer.future(message, timeout=30)
+        assert held.entered.wait(10)  # the first request holds the model
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ModelInfer(message, timeout=0.3)
+        held.release.set()
+        assert len(in_model.result(timeout=10).raw_output_contents) == 2
+        after = stub.ModelInfer(message, timeout=30)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    response = stub.ModelInfer(request(tensor([1, 784], fp32_contents=ROW)), timeout=30)
-    assert len(response.raw_output_contents) == 2
+    assert len(after.raw_output_contents) == 2
+    assert len(budgets) == 3 and budgets[0] > 20 and budgets[2] > 20
+    assert 0 < budgets[1] < 0.35  # gRPC sends the deadline as a timeout rounded up
+    assert held.calls == 2  # the request whose client gave up never reached the model
 
 
 @pytest.mark.parametrize(("metadata", "status"), [

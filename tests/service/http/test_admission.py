@@ -7,53 +7,16 @@ import contextlib
 import json
 import re
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pytest
 
 from service.http.app import create_app
-from service.models.repository import ModelVersion
-from service.settings import Settings
-from tests.service.conftest import MODEL, settings_for
+from tests.service.conftest import MODEL, HeldModel, held_settings, wait_until
 from tests.service.servers import serve_in_thread
 
 INFER = f"/v2/models/{MODEL}/infer"
 BODY = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
                                "data": [0] * 784}]}).encode()
-
-
-class HeldModel:
-    """Wraps ModelVersion.run: counts calls, and holds the first one until released."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self._real = ModelVersion.run
-
-    def run(self, version: ModelVersion, rows: np.ndarray) -> dict[str, np.ndarray]:
-        self.calls += 1
-        self.entered.set()
-        assert self.release.wait(20), "the test never released the model"
-        return self._real(version, rows)
-
-
-def held_settings(repo: Path, **overrides: Any) -> Settings:
-    """A held model must hold the model thread, not the event loop: no inline model calls."""
-    return settings_for(repo, inline_max_rows=0, **overrides)
-
-
-@pytest.fixture
-def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldModel]:
-    model = HeldModel()
-    monkeypatch.setattr(ModelVersion, "run", lambda self, rows: model.run(self, rows))
-    yield model
-    model.release.set()  # never leave the server's model thread blocked
 
 
 def send_head(port: int, length: int) -> socket.socket:
@@ -77,13 +40,6 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         chunk = sock.recv(65536)
         assert chunk, f"connection closed before a full response: {data!r}"
         data += chunk
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.005)
 
 
 def test_full_queue_refuses_on_arrival_before_the_body_is_sent(repo: Path,
