@@ -28,6 +28,7 @@ from service.grpc import grpc_service_pb2 as pb
 from service.grpc.servicer import Call, InferenceServicer
 from service.http.call import new_note
 from service.http.requestlog import RequestIds
+from service.logs import log_request, request_logger
 from service.metrics import Metrics
 from service.models.crowd import Crowd
 from service.models.dataplane import DataPlane, Lifecycle
@@ -35,7 +36,6 @@ from service.models.registry import ModelControl
 from service.settings import Settings
 
 logger = logging.getLogger("mlp_serve")
-request_logger = logging.getLogger("mlp_serve.request")
 SERVICE = "inference.GRPCInferenceService"
 RPCS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
         "ModelInfer", "ModelStatistics")
@@ -223,6 +223,5 @@ class GrpcServer:
         model, version, status = note["model"], note["version"], code.name
         self.metrics.observe_request(path, model, version, status, seconds, protocol="grpc")
         if request_logger.isEnabledFor(logging.INFO):
-            request_logger.info("GRPC %s %s %.1fms model=%s version=%s request_id=%s", path,
-                                status, seconds * 1000, model or "-", version or "-",
-                                note["request_id"])
+            log_request(f"GRPC {path} {status} {seconds * 1000:.1f}ms model={model or '-'} "
+                        f"version={version or '-'} request_id={note['request_id']}")

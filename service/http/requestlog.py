@@ -20,34 +20,15 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.http.call import SCOPE_KEY, new_note
+from service.logs import log_request, request_logger
 from service.metrics import Metrics
 from service.models.dataplane import Lifecycle
 
-logger = logging.getLogger("mlp_serve.request")
 MAX_ID_CHARS = 128
 REQUEST_ID = b"x-request-id"
 CLOSE = ((b"connection", b"close"),)
 
 
-# C0 controls, DEL and C1 controls (U+0085 NEL is a line break to some log readers too).
-CONTROL_CHARACTERS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
-CONTROL_CHARACTERS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-
-
-def escape_controls(text: str) -> str:
-    """`text` with every control character written as an escape (a newline as \\n), so
-    nothing a client sends (a path with %0A, a model name) can start a fake log line or
-    colour a terminal."""
-    return text.translate(CONTROL_CHARACTERS) if not text.isprintable() else text
-
-
-class OneLineFormatter(logging.Formatter):
-    """A Formatter whose messages never span lines: control characters in the message are
-    escaped (a traceback, when a record carries one, still follows on its own lines)."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = escape_controls(record.message)
-        return super().formatMessage(record)
 CLIENT_CLOSED = 499  # logged when the client went away before its answer (nginx's code)
 
 
@@ -96,12 +77,10 @@ class RequestLog:
         seconds = time.monotonic() - note["arrived"]
         model, version = note["model"], note["version"]
         self.metrics.observe_request(endpoint, model, version, status, seconds)
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "%s %s %d %.1fms model=%s version=%s request_id=%s", scope["method"],
-                scope["path"], status, seconds * 1000, model or "-", version or "-",
-                note["request_id"],
-            )
+        if request_logger.isEnabledFor(logging.INFO):
+            log_request(f"{scope['method']} {scope['path']} {status} {seconds * 1000:.1f}ms "
+                        f"model={model or '-'} version={version or '-'} "
+                        f"request_id={note['request_id']}")
 
 
 class RequestLogMiddleware:

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from service.errors import StartupError
 from service.grpc.server import GrpcServer
 from service.http.connections import guarded_protocol
-from service.http.requestlog import OneLineFormatter
+from service.logs import OneLineHandler
 from service.models.dataplane import Lifecycle
 from service.settings import Settings
 
@@ -154,9 +154,7 @@ def configure_logging(level: str) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # no caller lookup per record: the format has no file or line
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+    logging.basicConfig(level=level.upper(), handlers=[OneLineHandler(sys.stderr)])
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(_DropUvicornStartupFailure())
     uvicorn_log.addFilter(_DropCancelledRequests())

@@ -95,8 +95,9 @@ def test_ready_line_curl_gets_a_prediction_and_requests_log_one_line(
     time.sleep(0.2)
     lines = [line for line in started.stderr().splitlines() if "trace-42" in line]
     assert len(lines) == 1
-    assert re.search(r"mlp_serve.request: POST /v2/models/mnist-mlp/infer 200 [\d.]+ms "
-                     r"model=mnist-mlp version=1 request_id=trace-42$", lines[0])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO mlp_serve.request: "
+                        r"POST /v2/models/mnist-mlp/infer 200 [\d.]+ms "
+                        r"model=mnist-mlp version=1 request_id=trace-42", lines[0])
     assert '"data"' not in started.stderr()
 
 
