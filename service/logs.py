@@ -83,11 +83,12 @@ def log_request(message: str) -> None:
     try:
         handler.stream.write(line)
         handler.stream.flush()
-    except Exception:  # a closed or broken stream: let logging report it its usual way
-        handler.release()
-        request_logger.info("%s", message)
         return
-    handler.release()
+    except Exception:  # a closed or broken stream: let logging report it its usual way
+        pass
+    finally:
+        handler.release()
+    request_logger.info("%s", message)
 
 
 def _sole_handler() -> OneLineHandler | None:

@@ -171,3 +171,15 @@ def test_no_record_is_made_when_nothing_else_would_see_it(stderr: io.StringIO,
     log_request(MESSAGE)
     assert len(made) == 1
     assert stderr.getvalue() == f"{STAMP} INFO mlp_serve.request: {MESSAGE}\n" * 2
+
+
+def test_a_broken_stream_is_reported_as_logging_reports_it(stderr: io.StringIO,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails (stderr closed) never reaches the request that logs: the record goes
+    through logging, whose handler reports the failure its own way."""
+    handler = only_ours()
+    failed: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "handleError", failed.append)
+    stderr.close()
+    log_request(MESSAGE)
+    assert [record.getMessage() for record in failed] == [MESSAGE]
