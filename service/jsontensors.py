@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import orjson
 import simdjson
 
 # Below this orjson is as fast. One row of 784 numbers is 1.6-16 kB; decoding it here instead
@@ -46,11 +47,8 @@ def loads_with_arrays(raw: bytes, tensor_key: str) -> tuple[Any, np.ndarray] | N
             return None
         payload, tensor = split
         # Outside strings every '[' opens an array: those the payload (and the tensor's key)
-        # does not account for are the tensor's. numpy counts a byte ~10x faster than
-        # bytes.count.
-        text = np.frombuffer(raw, np.uint8)
-        payload_brackets = _brackets(payload) + _brackets(tensor_key)
-        tensor_brackets = int(np.count_nonzero(text == ord("["))) - payload_brackets
+        # does not account for are the tensor's.
+        tensor_brackets = _count_brackets(raw) - _brackets(payload) - tensor_key.count("[")
         array = _numbers(tensor, tensor_brackets)
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError):
         return None  # invalid JSON, a non-number, a number out of range: the exact path says it
@@ -107,15 +105,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _brackets(value: Any) -> int:
-    """How many '[' `value` has in JSON text (numbers, booleans and null have none)."""
-    if isinstance(value, str):
-        return value.count("[")
-    if isinstance(value, dict):
-        return sum(_brackets(key) + _brackets(item) for key, item in value.items())
-    if isinstance(value, list):
-        return 1 + sum(_brackets(item) for item in value)
-    return 0
+# '[' found one at a time (memchr) up to this many, the rest counted by numpy.
+FIND_BRACKETS = 32
+
+
+def _count_brackets(raw: bytes) -> int:
+    """How many '[' the body holds, strings included.
+
+    Flat tensors have a handful, nested ones one per row. Finding each with bytes.find skips
+    the numbers at memchr speed; past FIND_BRACKETS numpy compares every byte instead, so a
+    body of brackets costs no more than numpy. Best of 5, in-process: one row (3.4 kB) 0.9 µs
+    against 2.4 for bytes.count and 3.6 for numpy alone; 256 flat rows (866 kB) 11 against
+    604 and 86 µs; 256 nested rows 85 µs, as numpy alone.
+    """
+    count, at = 0, raw.find(b"[")
+    while at >= 0:
+        count += 1
+        if count == FIND_BRACKETS:
+            rest = np.frombuffer(raw, np.uint8, offset=at + 1)
+            return count + int(np.count_nonzero(rest == ord("[")))
+        at = raw.find(b"[", at + 1)
+    return count
+
+
+def _brackets(payload: Any) -> int:
+    """How many '[' the payload (plain Python from JSON) has in JSON text, strings included.
+
+    orjson writes every list as one '[' and never escapes '[' in a string, and the body had no
+    escapes, so its text has as many as the body's part it came from. Serializing the small
+    payload (~0.7 µs) beat walking it in Python (~6.8 µs for a V2 request's payload)."""
+    return orjson.dumps(payload).count(b"[")
 
 
 def _numbers(value: Any, brackets: int) -> np.ndarray | None:
@@ -140,20 +159,26 @@ def _numbers(value: Any, brackets: int) -> np.ndarray | None:
         if brackets != 1:
             return None
         shape = (len(value),)
-    array = _typed(value)
+    array = _typed(value, first[0] if shape[1:] else first)
     if array is None or array.size != math.prod(shape):  # np.prod: ~5 µs per call
         return None
     return array.reshape(shape)
 
 
-def _typed(value: Any) -> np.ndarray | None:
+def _typed(value: Any, first: Any) -> np.ndarray | None:
     """The numbers as int64 when every one is a JSON integer within int64, else float64 when
     each is a number and one has a fraction or exponent; None for a whole number beyond int64
-    (np.asarray would not make int64 of it). A non-number raises TypeError.
+    (np.asarray would not make int64 of it). A non-number raises TypeError. `first` is the
+    first number, as simdjson typed it.
 
     Why ask simdjson: it typed every number while parsing, so this replaces counting '.', 'e'
     and 'E' over the whole body (three passes over 1 MB for a 256-row request, ~0.15 ms).
+    When the first number already has a fraction the array is float64 whatever follows, so
+    the int64 buffer is not tried: its refusal cost ~12 µs (a one-row request of floats:
+    the typing 18.7 -> 4.7 µs).
     """
+    if type(first) is float:
+        return np.frombuffer(value.as_buffer(of_type="d"), dtype="<f8")
     try:
         return np.frombuffer(value.as_buffer(of_type="i"), dtype="<i8")
     except ValueError:  # NUMBER_OUT_OF_RANGE: an integer in 2^63..2^64-1 before any fraction

@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from service import bounds, codec
 from service.errors import InvalidInput, describe_validation_errors
-from service.jsontensors import MIN_BYTES, loads_with_arrays
+from service.jsontensors import FIND_BRACKETS, MIN_BYTES, _count_brackets, loads_with_arrays
 from service.protocol import InferenceRequest
 
 ROWS = 64  # 64 x 784 numbers: well above MIN_BYTES, so the fast path is tried
@@ -74,6 +76,9 @@ FAST = {  # accepted by the fast path: same arrays as the exact path
     "int64 extremes": v2([*PIXELS.ravel().tolist()[:-2], -(2**63), 2**63 - 1]),
     "a fraction, then an integer beyond int64": v2([0.5, *PIXELS.ravel().tolist()[1:-1],
                                                     2**64 - 1]),
+    "a fraction first, then integers": v2([[0.5, *PIXELS[0].tolist()[1:]],
+                                           *PIXELS[1:].tolist()]),
+    "integers first, a fraction last": v2([*PIXELS.ravel().tolist()[:-1], 0.25]),
 }
 EXACT = {  # left to the exact path (fallback), which answers as it always did
     "null": v2([*PIXELS.ravel().tolist()[:-1], None]),
@@ -99,6 +104,8 @@ EXACT = {  # left to the exact path (fallback), which answers as it always did
                                               "data": PIXELS.tolist()}]}),
     "bad JSON": v2(PIXELS.tolist())[:-2],
     "empty data": v2([], pad="x" * MIN_BYTES),
+    "payload nested 300 deep": v2(PIXELS.tolist(), parameters={"x": "deep"}).replace(
+        b'"deep"', b"[" * 300 + b"]" * 300),
 }
 
 
@@ -136,6 +143,8 @@ ONE_ROW_BODIES = {  # one row, as clients send it: the requests most users make
     "float32 tolist": v2(ONE_ROW.astype(np.float32).tolist(), [1, 784]),
     "0..1 fractions": v2((ONE_ROW / 255).tolist(), [1, 784], parameters={"pixel_range": "0..1"}),
     "UINT8 flat": v2(ONE_ROW.ravel().tolist(), [1, 784], "UINT8"),
+    "[ in strings": v2(ONE_ROW.tolist(), [1, 784], id="[1]", parameters={"note": "[[x"}),
+    "a fraction first": v2([0.5, *ONE_ROW.ravel().tolist()[1:]], [1, 784]),
 }
 
 
@@ -150,8 +159,9 @@ def test_one_row_bodies_take_the_fast_path_with_the_exact_arrays(name: str) -> N
 
 def test_one_row_bodies_with_unusual_values_answer_as_before() -> None:
     for value in (None, "7", True, [5]):
-        body = v2([*ONE_ROW.ravel().tolist()[:-1], value], [1, 784])
-        assert outcome(codec.decode_inference_request_json, body) == outcome(exact, body)
+        for first in (0, 0.5):  # the array typed from an integer or from a fraction
+            body = v2([first, *ONE_ROW.ravel().tolist()[1:-1], value], [1, 784])
+            assert outcome(codec.decode_inference_request_json, body) == outcome(exact, body)
 
 
 @pytest.mark.parametrize("instances", [PIXELS.tolist(), (PIXELS / 7).tolist(), ragged,
@@ -192,3 +202,15 @@ def test_results_stay_valid_after_the_reused_parser_parses_again() -> None:
         assert loads_with_arrays(v2(rows.tolist(), list(rows.shape), name=f"x{seed}"),
                                  "data") is not None
     assert payload == kept_payload and np.array_equal(array, kept_array)
+
+
+@given(st.lists(st.sampled_from([b"[", b"]", b"1,", b"x" * 50]), max_size=200).map(b"".join))
+def test_brackets_are_counted_exactly_however_many_there_are(raw: bytes) -> None:
+    """Found one by one up to FIND_BRACKETS, the rest counted by numpy: the sum is exact."""
+    assert _count_brackets(raw) == raw.count(b"[")
+
+
+@pytest.mark.parametrize("brackets", [0, 1, FIND_BRACKETS - 1, FIND_BRACKETS, FIND_BRACKETS + 1])
+def test_bracket_count_at_the_switch_to_numpy(brackets: int) -> None:
+    raw = b"x".join([b"["] * brackets) + b"[x" * 3 * (brackets > 0)
+    assert _count_brackets(raw) == raw.count(b"[")
