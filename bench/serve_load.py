@@ -668,10 +668,11 @@ def print_goals(by_key: dict[tuple[str, int], tuple[Result, Result | None]],
         s, nv = by_key[("small", 64)]
         ratio = s.requests_s / nv.requests_s if nv and nv.requests_s else float("inf")
         goals.append(("64 clients: req/s >= 3.5x naive", f"x{ratio:.2f}", ratio >= 3.5))
-        # No percentile is below the mean, and with 64 clients always waiting the mean latency
-        # is 64 / req/s (Little's law): the p99 goal needs ~4,300 req/s or more.
+        # With 64 clients always waiting the mean latency is 64 / req/s (Little's law), and a
+        # p99 below the mean needs the slowest 1% to hold most of the time: in practice the
+        # p99 goal needs ~4,300 req/s or more.
         goals.append(("64 clients: p99 <= 15 ms",
-                      f"{s.p99_ms:.1f} ms (mean >= {64e3 / s.requests_s:.1f})" if s.requests_s
+                      f"{s.p99_ms:.1f} ms (mean {64e3 / s.requests_s:.1f})" if s.requests_s
                       else f"{s.p99_ms:.1f} ms", s.p99_ms <= 15))
     if ("small", 1) in by_key:
         s, nv = by_key[("small", 1)]
