@@ -15,6 +15,7 @@ from starlette.types import Receive
 
 from service.codec import parse_header_length
 from service.errors import BodyTimeout, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.http.connections import body_ready
 
 
 async def read_body(receive: Receive, headers: Mapping[str, str], limit: int,
@@ -52,18 +53,27 @@ async def _receive(receive: Receive, headers: Mapping[str, str], limit: int,
                    deadline: float) -> list[bytes]:
     """The body's chunks, read from the ASGI messages directly (no async generator), within
     `deadline`: a client that stops sending mid-body is answered 504 instead of holding the
-    request in flight forever."""
+    request in flight forever.
+
+    Only a wait needs the deadline's timer: a message uvicorn already holds (a small body
+    arrives with its head) is taken as it is. The timer (asyncio.timeout_at, its TimerHandle and
+    its cancellation) cost 26,700 of the 949,000 instructions of a one-row JSON request over
+    HTTP (one worker under callgrind, requests 101-600 on one connection).
+    """
     declared = headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(limit, f"{int(declared)} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
-        try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
-                message = await receive()
-        except TimeoutError:
-            raise BodyTimeout(size) from None
+        if body_ready(receive):
+            message = await receive()  # already received: nothing to wait for, no timer
+        else:
+            try:
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(size) from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")

@@ -64,6 +64,14 @@ class _Held:
         self.closed = True
 
 
+def body_ready(receive: Any) -> bool:
+    """True when `receive` is uvicorn's and already holds the next request message (a body that
+    came in with its head, as small ones do), so awaiting it cannot wait: the caller need not
+    arm a deadline timer around it (see service/http/body.py)."""
+    cycle = getattr(receive, "__self__", None)
+    return isinstance(cycle, RequestResponseCycle) and cycle.message_event.is_set()
+
+
 class OneWriteCycle(RequestResponseCycle):
     """uvicorn's request cycle, but the status line and headers go out with the first body chunk.
 

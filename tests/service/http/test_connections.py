@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -17,7 +18,8 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from service.http.connections import GuardedProtocol, OneWriteCycle, guarded_protocol
+from service.http import body as body_module
+from service.http.connections import GuardedProtocol, OneWriteCycle, body_ready, guarded_protocol
 from service.models.crowd import Crowd
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -79,11 +81,12 @@ def json_app(body: bytes = b'{"ok":true}', headers: list[tuple[bytes, bytes]] | 
     return app
 
 
-def on_a_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    """Run an async test on a fresh event loop (the protocol needs a running one)."""
+def on_a_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test (with its fixtures) on a fresh event loop (the protocol needs a
+    running one)."""
     @functools.wraps(test)
-    def run() -> None:
-        asyncio.run(test())
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
     return run
 
 
@@ -164,6 +167,64 @@ async def test_crowd_counts_requests_parsed_until_answered() -> None:
     second.connection_lost(None)
     assert Crowd.waiting == before
     assert len(second_transport.writes) == 1
+
+
+POST_HEAD = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"
+
+
+def body_reading_app(seen: list[tuple[bool, bytes]]) -> Any:
+    """Notes whether the body was already in when the app began, then reads it as the
+    inference endpoints do (service/http/body.py)."""
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        ready = body_ready(receive)
+        body = await body_module.read_body(receive, {}, 1000, time.monotonic() + 5.0)
+        seen.append((ready, body))
+        await json_app()(scope, receive, send)
+    return app
+
+
+@on_a_loop
+async def test_a_body_that_came_with_its_head_is_read_without_a_deadline_timer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_timer(when: float) -> Any:
+        raise AssertionError("a deadline timer was armed for a body already received")
+
+    monkeypatch.setattr(body_module.asyncio, "timeout_at", no_timer)
+    seen: list[tuple[bool, bytes]] = []
+    protocol, transport = connect(body_reading_app(seen))
+    protocol.data_received(POST_HEAD + b"hello")
+    await settle()
+    assert seen == [(True, b"hello")]
+    assert len(transport.writes) == 1 and transport.writes[0].startswith(b"HTTP/1.1 200")
+
+
+@on_a_loop
+async def test_a_body_still_on_its_way_is_awaited_under_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[bool, bytes]] = []
+    armed: list[float] = []
+    real_timeout_at = asyncio.timeout_at
+
+    def counting(when: float) -> Any:
+        armed.append(when)
+        return real_timeout_at(when)
+
+    monkeypatch.setattr(body_module.asyncio, "timeout_at", counting)
+    protocol, transport = connect(body_reading_app(seen))
+    protocol.data_received(POST_HEAD)  # the head alone: the app starts before the body
+    await settle()
+    assert seen == [] and len(armed) == 1
+    protocol.data_received(b"hello")
+    await settle()
+    assert seen == [(False, b"hello")]
+    assert len(transport.writes) == 1
+
+
+def test_body_ready_is_false_for_a_receive_that_is_not_uvicorns() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    assert body_ready(receive) is False
 
 
 @pytest.fixture(autouse=True)
