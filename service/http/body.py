@@ -127,6 +127,8 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
 
 def compress(payload: bytes, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
     """Compress a response when the client asked for gzip or deflate (tritonclient may)."""
+    if not accept_encoding:
+        return payload, {}
     accepted = {part.split(";")[0].strip().lower() for part in (accept_encoding or "").split(",")}
     if "gzip" in accepted:
         return gzip.compress(payload, compresslevel=1), {"content-encoding": "gzip"}

@@ -8,7 +8,7 @@ training; this module adds what needs onnxruntime: the session and its tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,15 @@ class ModelVersion:
     session: ort.InferenceSession
     normalization: str = cards.DEFAULT_IMAGE_NORMALIZATION
     """How an image becomes this model's input (model.json `image_normalization`)."""
+    output_names: list[str] = field(init=False)
+    """Names of the outputs, in the session's order (listed once: every request reads them)."""
 
-    @property
-    def output_names(self) -> list[str]:
-        """Names of the outputs, in the session's order."""
-        return [spec.name for spec in self.outputs]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_names", [spec.name for spec in self.outputs])
 
     def run(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Run float32 rows [n, 784] through the model (called in the batcher's thread)."""
-        results = self.session.run(None, {INPUT_NAME: rows})
+        results = self.session.run(self.output_names, {INPUT_NAME: rows})
         return dict(zip(self.output_names, results, strict=True))
 
 
