@@ -129,7 +129,7 @@ def compress(payload: bytes, accept_encoding: str | None) -> tuple[bytes, dict[s
     """Compress a response when the client asked for gzip or deflate (tritonclient may)."""
     if not accept_encoding:
         return payload, {}
-    accepted = {part.split(";")[0].strip().lower() for part in (accept_encoding or "").split(",")}
+    accepted = {part.split(";")[0].strip().lower() for part in accept_encoding.split(",")}
     if "gzip" in accepted:
         return gzip.compress(payload, compresslevel=1), {"content-encoding": "gzip"}
     if "deflate" in accepted:
