@@ -233,11 +233,15 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 90) 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server on port {port} exited with {proc.returncode} at start-up")
-        with contextlib.suppress(OSError):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
             conn.request("GET", "/v2/health/ready")
             if conn.getresponse().status == 200:
                 return
+        except OSError:
+            pass
+        finally:
+            conn.close()
         time.sleep(0.2)
     raise SystemExit(f"server on port {port} not ready after {timeout_s:.0f} s")
 
