@@ -131,6 +131,7 @@ def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
         lifecycle.draining = True
         await role.stopping()  # before the models go: control commands being applied finish
         await registry.unload_all()
+        metrics.flush()  # with --workers N, what this worker counted outlives it in its files
 
     # FastAPI's OpenTelemetry hooks are off: the service exports Prometheus metrics itself, and
     # the check for configured OTel providers cost ~10 us on every request.
