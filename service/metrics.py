@@ -179,6 +179,7 @@ class Metrics:
         # of labels instead (every one, for flush()).
         self._request_tallies: dict[tuple[str, str, str, int | str, str], Tally | DirectTally] = {}
         self._row_tallies: dict[tuple[str, int], Tally | DirectTally] = {}
+        self._batch_tallies: dict[str, tuple[Tally | DirectTally, Tally | DirectTally]] = {}
         self._tallies: list[Tally | DirectTally] = []
 
     def track_in_flight(self, in_flight: Callable[[], float]) -> None:
@@ -254,8 +255,11 @@ class Metrics:
 
     def batch_recorder(self, name: str, version: int) -> Callable[[int, float], None]:
         """Callback for the batcher: one observation per model call."""
-        rows = self._tally(self.batch_rows.labels(name))
-        compute = self._tally(self.compute.labels(name))
+        tallies = self._batch_tallies.get(name)  # one pair per model, whatever its reloads
+        if tallies is None:
+            tallies = self._batch_tallies[name] = (self._tally(self.batch_rows.labels(name)),
+                                                   self._tally(self.compute.labels(name)))
+        rows, compute = tallies
         statistics = self.statistics
 
         def record(batch_rows: int, compute_s: float) -> None:

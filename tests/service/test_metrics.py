@@ -136,3 +136,18 @@ def test_a_scrape_shows_every_request_and_the_stop_flushes_the_rest(repo: Path) 
     assert metrics.registry.get_sample_value(
         "mlp_request_duration_seconds_count", {k: v for k, v in request.items()
                                                if k != "version"}) == 4
+
+
+def test_batches_of_every_loaded_version_are_counted_once_per_flush() -> None:
+    metrics = Metrics()
+    first, reloaded = metrics.batch_recorder(MODEL, 1), metrics.batch_recorder(MODEL, 2)
+    first(4, 0.001)
+    reloaded(8, 0.002)
+    metrics.flush()
+    metrics.flush()
+    count = metrics.registry.get_sample_value
+    assert count("mlp_batch_rows_count", {"model": MODEL}) == 2
+    assert count("mlp_batch_rows_sum", {"model": MODEL}) == 12
+    assert count("mlp_compute_seconds_bucket", {"model": MODEL, "le": "0.001"}) == 1
+    assert count("mlp_batch_executions_total", {"model": MODEL, "version": "2",
+                                                "batch_size": "8"}) == 1
