@@ -106,7 +106,10 @@ class DirectTally:
         """Nothing is held back."""
 
 
-def tally(histogram: Any, counter: Any = None) -> Tally | DirectTally:
+Recorder = Tally | DirectTally
+
+
+def tally(histogram: Any, counter: Any = None) -> Recorder:
     """A `Tally` for this histogram child (and counter child), or a `DirectTally` when this
     prometheus_client lacks the values a Tally adds to."""
     if all(hasattr(histogram, name) for name in ("_buckets", "_sum", "_upper_bounds")):
@@ -176,11 +179,10 @@ class Metrics:
         self._queue_readings: dict[str, tuple[Any, Callable[[], float]]] = {}
 
         # labels() validates and locks on every call; the hot path keeps a Tally per combination
-        # of labels instead (every one, for flush()).
-        self._request_tallies: dict[tuple[str, str, str, int | str, str], Tally | DirectTally] = {}
-        self._row_tallies: dict[tuple[str, int], Tally | DirectTally] = {}
-        self._batch_tallies: dict[str, tuple[Tally | DirectTally, Tally | DirectTally]] = {}
-        self._tallies: list[Tally | DirectTally] = []
+        # of labels instead (flush() walks these three).
+        self._request_tallies: dict[tuple[str, str, str, int | str, str], Recorder] = {}
+        self._row_tallies: dict[tuple[str, int], Recorder] = {}
+        self._batch_tallies: dict[str, tuple[Recorder, Recorder]] = {}
 
     def track_in_flight(self, in_flight: Callable[[], float]) -> None:
         """Read the in-flight gauge from the server's own count when scraped (no per-request
@@ -197,7 +199,7 @@ class Metrics:
         key = (endpoint, model, version, status, protocol)
         requests = self._request_tallies.get(key)
         if requests is None:
-            requests = self._request_tallies[key] = self._tally(
+            requests = self._request_tallies[key] = tally(
                 self.latency.labels(protocol, endpoint, model, str(status)),
                 self.requests.labels(protocol, endpoint, model, version, str(status)))
         requests.observe(seconds)
@@ -207,7 +209,7 @@ class Metrics:
         key = (name, version)
         waits = self._row_tallies.get(key)
         if waits is None:
-            waits = self._row_tallies[key] = self._tally(
+            waits = self._row_tallies[key] = tally(
                 self.queue_wait.labels(name), self.rows.labels(name, str(version)))
         waits.observe(queue_wait_s, rows)
 
@@ -257,8 +259,8 @@ class Metrics:
         """Callback for the batcher: one observation per model call."""
         tallies = self._batch_tallies.get(name)  # one pair per model, whatever its reloads
         if tallies is None:
-            tallies = self._batch_tallies[name] = (self._tally(self.batch_rows.labels(name)),
-                                                   self._tally(self.compute.labels(name)))
+            tallies = self._batch_tallies[name] = (tally(self.batch_rows.labels(name)),
+                                                   tally(self.compute.labels(name)))
         rows, compute = tallies
         statistics = self.statistics
 
@@ -269,18 +271,13 @@ class Metrics:
 
         return record
 
-    def _tally(self, histogram: Any, counter: Any = None) -> Tally | DirectTally:
-        """A Tally that flush() empties."""
-        made = tally(histogram, counter)
-        self._tallies.append(made)
-        return made
-
     def flush(self) -> None:
         """Add everything counted on the hot path since the last flush to the Prometheus
         values (multiprocess mode: this worker's files)."""
         self.statistics.flush()
-        for pending in self._tallies:
-            pending.flush()
+        for recorder in (*self._request_tallies.values(), *self._row_tallies.values(),
+                         *(r for pair in self._batch_tallies.values() for r in pair)):
+            recorder.flush()
 
     def render(self) -> bytes:
         """Prometheus text format: this registry, or every worker's files in multiprocess mode
