@@ -18,6 +18,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from service.http.spread import Spread
 from service.models.crowd import Crowd
 
 logger = logging.getLogger("mlp_serve")
@@ -112,9 +113,12 @@ class GuardedProtocol(HttpToolsProtocol):
     max_header_bytes = 65536
     header_timeout_s = 10.0
     max_connections = 1000
+    spread: Spread | None = None  # with --workers: connections evened out over the workers
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.handed_in = False  # handed over by another worker, which counted it for us
+        self._left = False  # handed over to another worker: nothing of it is ours
         self._head_bytes = 0  # bytes received since the current request head began
         self._in_head = True  # between requests or inside a head (not in a body)
         self._line: bytes | None = b""  # the request line so far; None once checked
@@ -131,6 +135,12 @@ class GuardedProtocol(HttpToolsProtocol):
         Crowd.waiting -= count
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        spread = self.spread
+        if spread is not None and not self.handed_in:
+            if spread.pass_on(transport):
+                self._left = True
+                return
+            spread.opened()
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             self._make_room()
@@ -154,6 +164,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self.cycle is None or self.cycle.response_complete)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._left:
+            return
+        if self.spread is not None:
+            self.spread.closed()
         self._closed(self._open)
         self._cancel_head_timer()
         super().connection_lost(exc)
@@ -253,17 +267,17 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def guarded_protocol(max_header_bytes: int, header_timeout_s: float, max_connections: int
-                     ) -> type[GuardedProtocol]:
-    """The protocol class uvicorn instantiates per connection, with these limits; the
-    connection cap is lowered to fit the process's file descriptor limit."""
+def guarded_protocol(max_header_bytes: int, header_timeout_s: float, max_connections: int,
+                     spread: Spread | None = None) -> type[GuardedProtocol]:
+    """The protocol class uvicorn instantiates per connection, with these limits (and a
+    worker's `Spread`); the connection cap is lowered to fit the file descriptor limit."""
     cap = min(max_connections, _fd_room())
     if cap < max_connections:
         logger.warning("MLP_MAX_CONNECTIONS %d is above what the open-file limit allows; using "
                        "%d (raise `ulimit -n` to allow more)", max_connections, cap)
     return type("GuardedProtocol", (GuardedProtocol,), {
         "max_header_bytes": max_header_bytes, "header_timeout_s": header_timeout_s,
-        "max_connections": cap,
+        "max_connections": cap, "spread": spread,
     })
 
 

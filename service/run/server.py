@@ -11,13 +11,15 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from service.errors import StartupError
 from service.grpc.server import GrpcServer
-from service.http.connections import guarded_protocol
+from service.http.connections import GuardedProtocol, guarded_protocol
+from service.http.spread import Spread
 from service.logs import OneLineHandler
 from service.models.dataplane import Lifecycle
 from service.settings import Settings
@@ -49,11 +51,14 @@ class DrainingServer(uvicorn.Server):
     """
 
     def __init__(self, config: uvicorn.Config, settings: Settings, lifecycle: Lifecycle,
-                 on_started: Callable[[], None] | None = None) -> None:
+                 on_started: Callable[[], None] | None = None,
+                 spread: Spread | None = None) -> None:
         super().__init__(config)
         self.settings = settings
         self.lifecycle = lifecycle
         self.on_started = on_started
+        self.spread = spread
+        self._handed_in: set[asyncio.Task[Any]] = set()  # connections being set up
         self.drain_started: float | None = None
         self.grpc: GrpcServer | None = None
 
@@ -82,8 +87,33 @@ class DrainingServer(uvicorn.Server):
             self.started, self.should_exit = False, True
             return
         self.grpc = grpc
+        if self.spread is not None:
+            self.spread.start(asyncio.get_running_loop(), self._serve_handed_in)
         if self.started and self.on_started is not None:
             self.on_started()
+
+    def _serve_handed_in(self, conn: socket.socket) -> None:
+        """Serve a connection another worker accepted and handed over, as uvicorn serves the
+        ones it accepts (the same protocol class, state and connection set)."""
+        protocol_class = self.config.http_protocol_class
+        assert issubclass(protocol_class, GuardedProtocol)  # serve_config's, as every worker's
+
+        def protocol() -> GuardedProtocol:
+            made = protocol_class(config=self.config, server_state=self.server_state,
+                                  app_state=self.lifespan.state)
+            made.handed_in = True
+            return made
+
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(protocol, conn))
+        self._handed_in.add(task)
+        task.add_done_callback(self._handed_in_done)
+
+    def _handed_in_done(self, task: asyncio.Task[Any]) -> None:
+        self._handed_in.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("cannot serve a connection handed from another worker: %s",
+                           task.exception())
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop the gRPC listener (running RPCs get what is left of the grace), then uvicorn's
@@ -92,6 +122,8 @@ class DrainingServer(uvicorn.Server):
             await self.grpc.stop(0 if self.force_exit else
                                  float(self.config.timeout_graceful_shutdown or 0))
             self.grpc = None
+        if self.spread is not None:
+            self.spread.stop(asyncio.get_running_loop())
         await super().shutdown(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -99,6 +131,8 @@ class DrainingServer(uvicorn.Server):
         if self.drain_started is None:
             self.drain_started = time.monotonic()
             self.lifecycle.draining = True
+            if self.spread is not None:
+                self.spread.close_door()
             logger.info("shutting down: not ready, finishing %d in-flight requests",
                         self.lifecycle.in_flight)
         else:
@@ -161,11 +195,13 @@ def configure_logging(level: str) -> None:
     uvicorn_log.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
-def serve_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+def serve_config(app: FastAPI, settings: Settings, spread: Spread | None = None
+                 ) -> uvicorn.Config:
     """uvicorn's Config for `app` (uvloop, httptools, our lifespan and grace), then our logging
-    (after Config, which sets uvicorn's levels itself). Shared with the workers of --workers."""
+    (after Config, which sets uvicorn's levels itself). Shared with the workers of --workers,
+    which pass their `Spread`."""
     protocol = guarded_protocol(settings.max_header_bytes, settings.header_timeout_s,
-                                settings.max_connections)
+                                settings.max_connections, spread)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http=protocol,
         lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,

@@ -2,7 +2,8 @@
 
 One Python event loop tops out at one core. Each worker is a fresh interpreter (multiprocessing
 "spawn") running the same app and `DrainingServer` as a single-process `mlp-serve`, on its own
-socket bound with SO_REUSEPORT: the kernel spreads new connections evenly over the workers.
+socket bound with SO_REUSEPORT; the kernel places each new connection by a hash, and a worker
+holding more connections than another hands a new one over (service/http/spread.py).
 
 The supervisor starts worker 0 alone, so a bad repository fails once with one line, then the
 others pinned to the versions worker 0 loaded (a version published meanwhile cannot split the
@@ -35,6 +36,7 @@ from fastapi import FastAPI
 from prometheus_client.multiprocess import mark_process_dead
 
 from service.http.app import create_app, ready_message
+from service.http.spread import Spread, SpreadPlan
 from service.models.fleet import (
     Applied,
     CommandRelay,
@@ -86,7 +88,7 @@ def served_versions(app: FastAPI) -> dict[str, int]:
 
 
 def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid: int,
-               pipe: Connection) -> None:
+               pipe: Connection, plan: SpreadPlan) -> None:
     """Worker `index`: the single-process server on a SO_REUSEPORT socket; reports
     {model: version} on `pipe` once it serves, and takes model-control commands from it. Exits
     non-zero (having logged why) on a failed start."""
@@ -95,14 +97,21 @@ def run_worker(index: int, settings: Settings, metrics_dir: Path, supervisor_pid
     exit_with_supervisor(supervisor_pid)
     link = FleetLink(pipe, f"worker {index} (pid {os.getpid()})")
     app = create_app(settings, FleetWorker(link, metrics_dir))
-    config = serve_config(app, settings)
+    try:
+        spread: Spread | None = Spread(plan, index)
+    except OSError as error:  # no Unix socket for handovers: serve without them
+        logger.warning("worker %d: connections are not evened out over the workers: %s",
+                       index, error)
+        spread = None
+    config = serve_config(app, settings, spread)
     try:
         sock = listen_socket(settings.host, settings.port, reuse_port=True)
     except OSError as error:
         logger.error(listen_error(settings.host, settings.port, "--port (MLP_PORT)", error))
         raise SystemExit(STARTUP_FAILED_EXIT) from None
     server = DrainingServer(config, settings, app.state.lifecycle,
-                            on_started=lambda: link.report_ready(served_versions(app)))
+                            on_started=lambda: link.report_ready(served_versions(app)),
+                            spread=spread)
     server.run(sockets=[sock])
     if not server.started:
         raise SystemExit(STARTUP_FAILED_EXIT)
@@ -141,6 +150,7 @@ class Supervisor:
         self.settings = settings
         self.metrics_dir = metrics_dir
         self.context = multiprocessing.get_context("spawn")
+        self.spread = SpreadPlan.create(self.context, settings.workers)
         self.workers: list[Worker] = []
         self.relay = CommandRelay(self.workers)
         self.signals = 0  # SIGTERM/SIGINT received; forwarded from the main loop
@@ -154,7 +164,7 @@ class Supervisor:
         ours, theirs = self.context.Pipe(duplex=True)
         process = self.context.Process(
             target=run_worker, name=f"mlp-serve-worker-{index}", daemon=False,
-            args=(index, settings, self.metrics_dir, os.getpid(), theirs))
+            args=(index, settings, self.metrics_dir, os.getpid(), theirs, self.spread))
         process.start()
         theirs.close()  # the worker holds the only other end: its exit shows as EOF here
         self.workers.append(Worker(index, process, ours))

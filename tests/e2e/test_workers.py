@@ -3,8 +3,10 @@ model control that changes every worker together."""
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
+import http.client
 import json
 import shutil
 import signal
@@ -177,6 +179,54 @@ def test_two_workers_serve_one_port_and_every_scrape_reports_the_fleet(
         if len(scraped_from) == 2:
             break
     assert scraped_from == answered_by
+
+
+def answering_worker(connection: http.client.HTTPConnection, row: np.ndarray,
+                     expected_label: int) -> str:
+    """POST one row on `connection` (kept open), check the answer; the answering worker's
+    request-id prefix."""
+    connection.request("POST", INFER, infer_body(row), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    body = response.read()
+    assert response.status == 200, body
+    outputs = {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
+    assert outputs["label"] == [expected_label]
+    return str(response.getheader("x-request-id"))[:16]
+
+
+def test_keep_alive_connections_are_spread_evenly_over_the_workers(
+    fleets: list[Fleet], repo: Path,
+) -> None:
+    """The kernel's hash alone puts both of two connections on one worker half the time (and
+    8 connections 4/4 only 27% of the time); handed over, connections opened one after another
+    alternate between the workers, keep their worker for later requests, and a closed one
+    frees its place."""
+    fleet = start(fleets, repo)
+    fleet.wait_ready()
+    rows = pixels(10, seed=5)
+    labels = reference(repo / MODEL / "1", rows)["label"]
+    connections = [http.client.HTTPConnection("127.0.0.1", fleet.server.port, timeout=10)
+                   for _ in range(8)]
+    try:
+        # Each request is written as soon as its connection opens: it waits in the socket
+        # while the accepting worker hands the connection over.
+        first = [answering_worker(c, rows[i], labels[i]) for i, c in enumerate(connections)]
+        assert sorted(collections.Counter(first).values()) == [4, 4], first
+        again = [answering_worker(c, rows[i], labels[i]) for i, c in enumerate(connections)]
+        assert again == first  # a connection moves once, right after it was accepted
+    finally:
+        for connection in connections:
+            connection.close()
+    wait_for(lambda: not server_sockets(fleet.server.port), "the workers closed their ends")
+
+    pair = [http.client.HTTPConnection("127.0.0.1", fleet.server.port, timeout=10)
+            for _ in range(2)]
+    try:
+        workers = {answering_worker(c, rows[8 + i], labels[8 + i]) for i, c in enumerate(pair)}
+        assert len(workers) == 2  # counts went back to 0/0 as the connections closed
+    finally:
+        for connection in pair:
+            connection.close()
 
 
 def test_sigterm_drains_every_worker_then_exits_zero(fleets: list[Fleet], repo: Path) -> None:
