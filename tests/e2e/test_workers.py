@@ -194,19 +194,32 @@ def answering_worker(connection: http.client.HTTPConnection, row: np.ndarray,
     return str(response.getheader("x-request-id"))[:16]
 
 
+def unclosed_server_ends(port: int, client_ports: set[int]) -> set[int]:
+    """Those of `client_ports` whose connection to `port` the server side has not closed
+    yet (ESTABLISHED, or CLOSE_WAIT: the client closed, the worker did not), /proc/net/tcp."""
+    left = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if int(local.split(":")[1], 16) == port and state in ("01", "08"):
+            left.add(int(remote.split(":")[1], 16))
+    return left & client_ports
+
+
 def test_keep_alive_connections_are_spread_evenly_over_the_workers(
     fleets: list[Fleet], repo: Path,
 ) -> None:
     """The kernel's hash alone puts both of two connections on one worker half the time (and
-    8 connections 4/4 only 27% of the time); handed over, connections opened one after another
-    alternate between the workers, keep their worker for later requests, and a closed one
-    frees its place."""
+    8 connections 4/4 only 27% of the time). Handed over, connections opened one after another
+    alternate between the workers and keep their worker for later requests; closed ones free
+    their places, which the next connections fill."""
     fleet = start(fleets, repo)
     fleet.wait_ready()
-    rows = pixels(10, seed=5)
+    port = fleet.server.port
+    rows = pixels(11, seed=5)
     labels = reference(repo / MODEL / "1", rows)["label"]
-    connections = [http.client.HTTPConnection("127.0.0.1", fleet.server.port, timeout=10)
-                   for _ in range(8)]
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(8)]
+    fresh = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(3)]
     try:
         # Each request is written as soon as its connection opens: it waits in the socket
         # while the accepting worker hands the connection over.
@@ -214,18 +227,24 @@ def test_keep_alive_connections_are_spread_evenly_over_the_workers(
         assert sorted(collections.Counter(first).values()) == [4, 4], first
         again = [answering_worker(c, rows[i], labels[i]) for i, c in enumerate(connections)]
         assert again == first  # a connection moves once, right after it was accepted
-    finally:
-        for connection in connections:
-            connection.close()
-    wait_for(lambda: not server_sockets(fleet.server.port), "the workers closed their ends")
 
-    pair = [http.client.HTTPConnection("127.0.0.1", fleet.server.port, timeout=10)
-            for _ in range(2)]
-    try:
-        workers = {answering_worker(c, rows[8 + i], labels[8 + i]) for i, c in enumerate(pair)}
-        assert len(workers) == 2  # counts went back to 0/0 as the connections closed
+        # Close three of one worker's connections: it then holds 1 against the other's 4.
+        emptied = first[0]
+        closing = [c for c, w in zip(connections, first, strict=True) if w == emptied][1:]
+        client_ports = {c.sock.getsockname()[1] for c in closing if c.sock is not None}
+        kept = next(c for c, w in zip(connections, first, strict=True) if w == emptied)
+        for connection in closing:
+            connection.close()
+        wait_for(lambda: not unclosed_server_ends(port, client_ports),
+                 "the worker closed its ends of three connections")
+        # A round trip through that worker's event loop: its bookkeeping of the closed
+        # connections (scheduled when it closed them) has run.
+        assert answering_worker(kept, rows[8], labels[8]) == emptied
+        # Wherever the kernel puts them, the next three go to the emptied worker.
+        placed = [answering_worker(c, rows[8 + i], labels[8 + i]) for i, c in enumerate(fresh)]
+        assert placed == [emptied] * 3
     finally:
-        for connection in pair:
+        for connection in connections + fresh:
             connection.close()
 
 
