@@ -144,6 +144,10 @@ class Spread:
             except OSError as error:
                 logger.warning("cannot take a connection handed from another worker: %s", error)
                 return
+            if not fds:  # the socket did not arrive (out of descriptors): uncount it
+                self.closed()
+                logger.warning("a connection handed from another worker was lost on the way "
+                               "(out of file descriptors? see MLP_MAX_CONNECTIONS)")
             for fd in fds:
                 conn = socket.socket(fileno=fd)
                 conn.setblocking(False)

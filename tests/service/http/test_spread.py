@@ -129,3 +129,22 @@ def test_a_single_worker_keeps_everything() -> None:
     finally:
         alone.sender.close()
         alone.receiver.close()
+
+
+def test_a_handover_that_lost_its_socket_is_uncounted(pair: tuple[Spread, Spread],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    sender, receiver = pair
+    sender.row[1] += 1  # counted for worker 1 when sent, as pass_on does
+    sender.sender.sendto(b"c", receiver.receiver.getsockname())  # ... but no socket arrives
+
+    async def take() -> None:
+        loop = asyncio.get_running_loop()
+        receiver.start(loop, lambda conn: conn.close())
+        try:
+            while list(receiver.loads()) != [0, 0]:
+                await asyncio.sleep(0.01)
+        finally:
+            receiver.stop(loop)
+
+    asyncio.run(asyncio.wait_for(take(), 5))
+    assert "lost on the way" in caplog.text
