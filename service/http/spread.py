@@ -71,7 +71,6 @@ class Spread:
         self.plan = plan
         self.counts = np.frombuffer(plan.counts, dtype=np.int64).reshape(plan.workers,
                                                                           plan.workers)
-        self.open = np.frombuffer(plan.open, dtype=np.int8)
         self.row = self.counts[index]
         self.others = [j for j in range(plan.workers) if j != index]
         self.sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -89,8 +88,8 @@ class Spread:
         """Hand the just-accepted connection on `transport` to the least-loaded open worker if
         this one holds more; True if it left (the transport is closed: nothing was read)."""
         loads = self.loads().tolist()
-        flags = self.plan.open  # plain ctypes reads: numpy's per-call cost dominates at this size
-        target = min((j for j in self.others if flags[j]), key=loads.__getitem__, default=None)
+        is_open = self.plan.open  # plain ctypes reads: numpy's per-call cost dominates here
+        target = min((j for j in self.others if is_open[j]), key=loads.__getitem__, default=None)
         if target is None or loads[self.index] <= loads[target]:
             return False
         sock = transport.get_extra_info("socket")
@@ -119,11 +118,11 @@ class Spread:
         takes them."""
         self._serve = serve
         loop.add_reader(self.receiver.fileno(), self._take)
-        self.open[self.index] = 1
+        self.plan.open[self.index] = 1
 
     def close_door(self) -> None:
         """Draining: the others stop handing connections here (they may still be in flight)."""
-        self.open[self.index] = 0
+        self.plan.open[self.index] = 0
 
     def stop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stop taking connections and close both sockets."""

@@ -109,14 +109,16 @@ def wait_for(state: Callable[[], bool], what: str, timeout_s: float = 30.0) -> N
         time.sleep(0.02)
 
 
-def server_sockets(port: int) -> list[tuple[int, int]]:
-    """(remote port, bytes not yet read by the server) of each established connection accepted
-    on 127.0.0.1:`port`, from /proc/net/tcp: shows whether a worker has read what was sent."""
+def server_sockets(port: int, states: tuple[str, ...] = ("01",)) -> list[tuple[int, int]]:
+    """(remote port, bytes not yet read by the server) of each connection accepted on
+    127.0.0.1:`port` in one of `states` (/proc/net/tcp: "01" established, the default; "08"
+    close-wait: the client closed, the worker did not yet): shows whether a worker has read
+    what was sent, or closed its end."""
     found = []
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
-        if state == "01" and int(local.split(":")[1], 16) == port:
+        if state in states and int(local.split(":")[1], 16) == port:
             found.append((int(remote.split(":")[1], 16), int(queues.split(":")[1], 16)))
     return found
 
@@ -194,18 +196,6 @@ def answering_worker(connection: http.client.HTTPConnection, row: np.ndarray,
     return str(response.getheader("x-request-id"))[:16]
 
 
-def unclosed_server_ends(port: int, client_ports: set[int]) -> set[int]:
-    """Those of `client_ports` whose connection to `port` the server side has not closed
-    yet (ESTABLISHED, or CLOSE_WAIT: the client closed, the worker did not), /proc/net/tcp."""
-    left = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote, state = fields[1], fields[2], fields[3]
-        if int(local.split(":")[1], 16) == port and state in ("01", "08"):
-            left.add(int(remote.split(":")[1], 16))
-    return left & client_ports
-
-
 def test_keep_alive_connections_are_spread_evenly_over_the_workers(
     fleets: list[Fleet], repo: Path,
 ) -> None:
@@ -235,8 +225,8 @@ def test_keep_alive_connections_are_spread_evenly_over_the_workers(
         kept = next(c for c, w in zip(connections, first, strict=True) if w == emptied)
         for connection in closing:
             connection.close()
-        wait_for(lambda: not unclosed_server_ends(port, client_ports),
-                 "the worker closed its ends of three connections")
+        wait_for(lambda: not {remote for remote, _ in server_sockets(port, ("01", "08"))}
+                 & client_ports, "the worker closed its ends of three connections")
         # A round trip through that worker's event loop: its bookkeeping of the closed
         # connections (scheduled when it closed them) has run.
         assert answering_worker(kept, rows[8], labels[8]) == emptied

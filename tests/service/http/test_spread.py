@@ -68,7 +68,7 @@ def test_a_busier_worker_hands_the_connection_over_before_reading_it(
     busy, idle = pair
     client, accepted = connection
     busy.opened()  # worker 0 already holds one connection, worker 1 none
-    idle.open[1] = 1
+    idle.plan.open[1] = 1
     client.sendall(b"GET / HTTP/1.1\r\n\r\n")  # the request is waiting when it is handed
     transport = AcceptedTransport(accepted)
 
@@ -95,7 +95,7 @@ def test_equal_loads_keep_the_connection(
     first, second = pair
     first.opened()
     second.opened()
-    second.open[1] = 1
+    second.plan.open[1] = 1
     transport = AcceptedTransport(connection[1])
     assert not first.pass_on(transport)
     assert not transport.aborted
@@ -111,7 +111,7 @@ def test_no_handover_to_a_worker_that_is_not_open_or_gone(
     busy.opened()
     transport = AcceptedTransport(connection[1])
     assert not busy.pass_on(transport)  # worker 1 has not started (or is draining)
-    other.open[1] = 1
+    other.plan.open[1] = 1
     other.receiver.close()  # ... or it exited with its door still marked open
     assert not busy.pass_on(transport)
     assert not transport.aborted
@@ -121,7 +121,7 @@ def test_no_handover_to_a_worker_that_is_not_open_or_gone(
 def test_a_single_worker_keeps_everything() -> None:
     plan = SpreadPlan.create(multiprocessing.get_context("spawn"), 1)
     alone = Spread(plan, 0)
-    alone.open[0] = 1
+    alone.plan.open[0] = 1
     alone.opened()
     try:
         with socket.socket() as sock:
