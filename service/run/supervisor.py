@@ -150,7 +150,7 @@ class Supervisor:
         self.settings = settings
         self.metrics_dir = metrics_dir
         self.context = multiprocessing.get_context("spawn")
-        self.spread = SpreadPlan.create(self.context, settings.workers)
+        self.spread_plan = SpreadPlan.create(self.context, settings.workers)
         self.workers: list[Worker] = []
         self.relay = CommandRelay(self.workers)
         self.signals = 0  # SIGTERM/SIGINT received; forwarded from the main loop
@@ -164,7 +164,7 @@ class Supervisor:
         ours, theirs = self.context.Pipe(duplex=True)
         process = self.context.Process(
             target=run_worker, name=f"mlp-serve-worker-{index}", daemon=False,
-            args=(index, settings, self.metrics_dir, os.getpid(), theirs, self.spread))
+            args=(index, settings, self.metrics_dir, os.getpid(), theirs, self.spread_plan))
         process.start()
         theirs.close()  # the worker holds the only other end: its exit shows as EOF here
         self.workers.append(Worker(index, process, ours))
