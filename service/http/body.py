@@ -15,7 +15,7 @@ from starlette.types import Receive
 
 from service.codec import parse_header_length
 from service.errors import BodyTimeout, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from service.http.connections import body_ready
+from service.http.connections import body_ready, bytes_held, wait_for_whole_body
 
 
 async def read_body(receive: Receive, headers: Mapping[str, str], limit: int,
@@ -69,11 +69,12 @@ async def _receive(receive: Receive, headers: Mapping[str, str], limit: int,
         if body_ready(receive):
             message = await receive()  # already received: nothing to wait for, no timer
         else:
+            wait_for_whole_body(receive)
             try:
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     message = await receive()
             except TimeoutError:
-                raise BodyTimeout(size) from None
+                raise BodyTimeout(size + bytes_held(receive)) from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")

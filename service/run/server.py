@@ -201,7 +201,7 @@ def serve_config(app: FastAPI, settings: Settings, spread: Spread | None = None
     (after Config, which sets uvicorn's levels itself). Shared with the workers of --workers,
     which pass their `Spread`."""
     protocol = guarded_protocol(settings.max_header_bytes, settings.header_timeout_s,
-                                settings.max_connections, spread)
+                                settings.max_connections, settings.max_body_bytes, spread)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http=protocol,
         lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,

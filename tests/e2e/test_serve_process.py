@@ -1,4 +1,5 @@
-"""`mlp-serve` as a real process: start-up failures, ready line, SIGTERM drain, streaming 413."""
+"""`mlp-serve` as a real process: start-up failures, ready line, SIGTERM drain, streaming 413,
+a big body trickled in."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.service.model_repo import write_model
@@ -208,6 +210,34 @@ def test_body_limit_is_enforced_while_streaming(started: ServerProcess) -> None:
                                 "of 100000 bytes (MLP_MAX_BODY_BYTES); send fewer rows per "
                                 "request or use the binary tensor format"}
     assert sent < 10_000_000
+
+
+@pytest.mark.parametrize("started", [{"MLP_MAX_BODY_BYTES": "2000000"}], indirect=True)
+def test_a_big_body_sent_in_pieces_is_answered_as_when_sent_at_once(
+        started: ServerProcess) -> None:
+    """256 binary rows (803 kB) trickled in eight pieces: the server holds the pieces for the
+    app until the body is whole (service/http/connections.py) and answers exactly as for the
+    same body sent in one go."""
+    rows = np.random.default_rng(3).integers(0, 256, (256, 784)).astype(np.float32)
+    header = json.dumps({"inputs": [{"name": "input", "shape": [256, 784], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": rows.nbytes}}]}).encode()
+    body = header + rows.tobytes()
+
+    def post(pieces: int) -> tuple[int, bytes]:
+        with socket.create_connection(("127.0.0.1", started.port)) as sock:
+            sock.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Length: {len(body)}\r\nContent-Type: application/octet-stream"
+                         f"\r\nInference-Header-Content-Length: {len(header)}\r\n\r\n".encode())
+            size = -(-len(body) // pieces)
+            for start in range(0, len(body), size):
+                sock.sendall(body[start:start + size])
+                time.sleep(0.05)
+            return read_response(sock)
+
+    at_once, in_pieces = post(1), post(8)
+    assert at_once[0] == in_pieces[0] == 200
+    assert json.loads(in_pieces[1]) == json.loads(at_once[1])
+    assert json.loads(at_once[1])["outputs"][0]["shape"][0] == 256
 
 
 @pytest.mark.parametrize("started", [{"MLP_KEEP_ALIVE_S": "2"}], indirect=True)

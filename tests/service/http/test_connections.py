@@ -58,12 +58,13 @@ class RecordingTransport(asyncio.Transport):
         pass
 
 
-def connect(app: Any) -> tuple[GuardedProtocol, RecordingTransport]:
+def connect(app: Any, max_body_bytes: int = 8 * 1024 * 1024
+            ) -> tuple[GuardedProtocol, RecordingTransport]:
     """A GuardedProtocol (as mlp-serve configures it) on a recording transport."""
     config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
     config.load()
-    protocol = guarded_protocol(65536, 10.0, 100)(config=config, server_state=ServerState(),
-                                                  app_state={})
+    protocol = guarded_protocol(65536, 10.0, 100, max_body_bytes)(
+        config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()
     protocol.connection_made(transport)
     return protocol, transport
@@ -218,6 +219,100 @@ async def test_a_body_still_on_its_way_is_awaited_under_the_deadline(
     await settle()
     assert seen == [(False, b"hello")]
     assert len(transport.writes) == 1
+
+
+def counting_body_app(messages: list[int], outcome: list[bytes | str], limit: int = 1 << 24,
+                      deadline_s: float = 5.0) -> Any:
+    """Reads the body as the inference endpoints do, noting the size of every ASGI message the
+    read took, and what came of it: the body, or the error's message."""
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        async def counted() -> Any:
+            message = await receive()
+            messages.append(len(message.get("body", b"")))
+            return message
+        counted.__self__ = receive.__self__  # type: ignore[attr-defined]  # uvicorn's cycle
+        try:
+            outcome.append(await body_module.read_body(counted, {}, limit,
+                                                       time.monotonic() + deadline_s))
+        except Exception as error:
+            outcome.append(str(error))
+        await json_app()(scope, receive, send)
+    return app
+
+
+def post_head(length: int) -> bytes:
+    return b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % length
+
+
+@on_a_loop
+async def test_a_body_arriving_in_pieces_reaches_the_reading_app_whole() -> None:
+    body = bytes(range(256)) * 1200  # 307,200 bytes, as a 96-row binary request
+    messages: list[int] = []
+    outcome: list[bytes | str] = []
+    protocol, transport = connect(counting_body_app(messages, outcome))
+    protocol.data_received(post_head(len(body)) + body[:10_000])  # the head and a first piece
+    await settle()
+    assert messages == [10_000]  # what came with the head is taken at once
+    for start in range(10_000, len(body) - 50_000, 50_000):
+        protocol.data_received(body[start:start + 50_000])
+        await settle()
+        assert messages == [10_000], "the app was woken for part of the body"
+        assert not protocol.flow.read_paused  # no pause/resume round per piece
+    protocol.data_received(body[len(body) - 47_200:])
+    await settle()
+    assert messages == [10_000, len(body) - 10_000]
+    assert outcome == [body]
+    assert len(transport.writes) == 1 and transport.writes[0].startswith(b"HTTP/1.1 200")
+
+
+@on_a_loop
+async def test_a_held_body_over_the_limit_is_refused_before_the_rest_arrives() -> None:
+    messages: list[int] = []
+    outcome: list[bytes | str] = []
+    protocol, transport = connect(counting_body_app(messages, outcome, limit=100_000),
+                                  max_body_bytes=100_000)
+    protocol.data_received(post_head(1_000_000) + b"x" * 1000)
+    await settle()
+    protocol.data_received(b"x" * 60_000)
+    await settle()
+    assert outcome == []
+    protocol.data_received(b"x" * 60_000)  # 121,000 bytes: past the limit
+    await settle()
+    assert outcome == ["request body is more than 100000 bytes, over the limit of 100000 bytes "
+                       "(MLP_MAX_BODY_BYTES); send fewer rows per request or use the binary "
+                       "tensor format"]
+    assert len(transport.writes) == 1  # answered while the rest is still on its way
+
+
+@on_a_loop
+async def test_a_body_deadline_counts_the_bytes_held_for_the_app() -> None:
+    messages: list[int] = []
+    outcome: list[bytes | str] = []
+    protocol, _ = connect(counting_body_app(messages, outcome, deadline_s=0.2))
+    protocol.data_received(post_head(100_000) + b"x" * 100)
+    await settle()
+    protocol.data_received(b"x" * 5_000)
+    await asyncio.sleep(0.4)
+    assert len(outcome) == 1 and "(received 5100 bytes;" in str(outcome[0]), outcome
+
+
+@on_a_loop
+async def test_a_body_the_app_is_not_reading_is_left_to_backpressure() -> None:
+    """A request waiting on something else (an app that has not asked for its body) keeps
+    uvicorn's flow control: past 64 kB the socket is no longer read, nothing is held."""
+    release = asyncio.Event()
+
+    async def waiting(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await release.wait()
+        await json_app()(scope, receive, send)
+
+    protocol, _ = connect(waiting)
+    protocol.data_received(post_head(1_000_000) + b"x" * 100_000)
+    await settle()
+    assert protocol.flow.read_paused
+    assert getattr(protocol.cycle, "held", None) is None
+    release.set()
+    await settle()
 
 
 def test_body_ready_is_false_for_a_receive_that_is_not_uvicorns() -> None:
