@@ -65,11 +65,11 @@ async def _receive(receive: Receive, headers: Mapping[str, str], limit: int,
         raise PayloadTooLarge(limit, f"{int(declared)} bytes")
     chunks: list[bytes] = []
     size = 0
+    wait_for_whole_body(receive)  # one message instead of a piece per socket read
     while True:
         if body_ready(receive):
             message = await receive()  # already received: nothing to wait for, no timer
         else:
-            wait_for_whole_body(receive)
             try:
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     message = await receive()

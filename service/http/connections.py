@@ -74,23 +74,28 @@ def body_ready(receive: Any) -> bool:
 
 
 def wait_for_whole_body(receive: Any) -> None:
-    """Ask uvicorn's protocol to hand the rest of this request's body to `receive` in one
-    message, when it is whole (or past max_body_bytes), instead of chunk by chunk.
+    """Ask uvicorn's protocol to hand this request's body to `receive` in one message once it
+    is whole (or past max_body_bytes), when it is still on its way; a body already whole (a
+    small one comes with its head) is left as it is.
 
-    uvicorn wakes the app for each chunk the socket yields and stops reading past 64 kB until
+    uvicorn wakes the app for each piece the socket yields and stops reading past 64 kB until
     the app asks again: an 800 kB body (256 rows of binary FP32) took about five rounds of
-    waking the app, pausing and resuming the socket, and two copies of each chunk (into
-    uvicorn's bytearray, out of it). Held, the rest is copied once (the join). Per such request
-    at one client, one worker (strace -c): epoll waits 7.5 -> 5.5, io_uring submissions (the
-    pauses and resumes) 6.5 -> 2; callgrind 18.87 -> 18.21 million instructions; server CPU
-    -7% (interleaved wrk runs, bench/README.md). Only a request whose app is waiting for its
-    body holds it, so a request not reading its body (waiting for admission, or answered
-    without it) keeps uvicorn's backpressure: past 64 kB the socket is not read.
+    waking the app, pausing and resuming the socket, and two copies of each piece (into
+    uvicorn's bytearray, out of it), then a join. Held, the body is joined once. Per request at
+    one client, one worker: epoll waits 7.5 -> 5.6, io_uring submissions (the pauses and
+    resumes) 6.5 -> 1.9 (strace -c); instructions 18.87 -> 18.24 million for 256 binary rows,
+    57.55 -> 55.44 million for 256 JSON rows (callgrind; bench/README.md). Only a request whose
+    app reads its body holds it, so a request not reading its body (waiting for admission, or
+    answered without it) keeps uvicorn's backpressure: past 64 kB the socket is not read.
     """
     cycle = getattr(receive, "__self__", None)
-    if isinstance(cycle, OneWriteCycle) and cycle.held is None and \
-            not cycle.message_event.is_set():
-        cycle.held = []
+    if not isinstance(cycle, OneWriteCycle) or not cycle.more_body or cycle.held is not None \
+            or cycle.disconnected or cycle.response_complete:
+        return
+    cycle.held = [cycle.body] if cycle.body else []  # uvicorn's bytearray, not copied: the
+    cycle.held_bytes = len(cycle.body)                # join takes it as it is
+    cycle.body = bytearray()
+    cycle.message_event.clear()
 
 
 def bytes_held(receive: Any) -> int:
@@ -110,7 +115,7 @@ class OneWriteCycle(RequestResponseCycle):
     """
 
     _head: list[bytes] | None = None
-    held: list[bytes] | None = None  # the body's rest, gathered for the app (wait_for_whole_body)
+    held: list[bytes | bytearray] | None = None  # the body for the app (wait_for_whole_body)
     held_bytes = 0
 
     async def send(self, message: Any) -> None:
