@@ -6,6 +6,10 @@ Why here: none of this reaches the app. Without it one client could send a 128 M
 (parsed in quadratic time by httptools, stalling every request on the worker), trickle header
 lines forever (slowloris), or open sockets that never send a byte until the worker runs out of
 file descriptors; uvicorn's keep-alive timeout only starts after a first response.
+
+The protocol also shapes what the app sees: an answer leaves in one write (`OneWriteCycle`),
+a body still on its way reaches a reading app in one message (`wait_for_whole_body`), and with
+several workers a new connection may go to a less busy one (`service/http/spread.py`).
 """
 
 from __future__ import annotations
