@@ -533,6 +533,28 @@ def test_no_inline_while_the_front_end_says_other_requests_wait() -> None:
     assert model.threads[0] != loop_thread and model.threads[1] == loop_thread
 
 
+@pytest.mark.parametrize(("others_in", "sizes"), [(False, [1, 4]), (True, [5])])
+def test_requests_arriving_together_at_an_idle_batcher_share_a_batch_when_others_are_in(
+        others_in: bool, sizes: list[int]) -> None:
+    """Five handlers runnable in the same loop pass: when the front end says other requests
+    are in, the first waits that one pass and all five go to the model together; alone, the
+    first goes at once (one client never waits) and the other four follow as one batch."""
+    model = RecordingModel()
+
+    async def body() -> None:
+        batcher = DynamicBatcher(model, max_batch_rows=64, max_delay_s=FAR, max_queue_rows=64,
+                                 crowded=lambda: others_in)
+        await batcher.start()
+        data = [rows(1, 10 * i) for i in range(5)]
+        results = await asyncio.gather(*(submit(batcher, d) for d in data))
+        for result, d in zip(results, data, strict=True):
+            assert_answer(result, d)
+        await batcher.drain_and_stop()
+
+    run(body)
+    assert model.sizes == sizes
+
+
 def test_small_request_waits_in_the_queue_while_a_batch_computes() -> None:
     model = ThreadRecordingModel(hold_first=True)
 
