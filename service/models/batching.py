@@ -33,8 +33,8 @@ half of all model calls were one row (mlp_batch_rows) and that row's thread hand
 amid the round's decoding; waiting one pass made them rare (9,513 -> 519 of ~200,000
 requests), with 27% fewer voluntary and 12% fewer involuntary context switches per request
 and 4% more requests/s (interleaved wrk rounds, bench/README.md). While a batch computes, new
-requests queue up and the next batch takes all of them (up to `max_batch_rows`). When a batch leaves
-requests behind (the batcher is under load), the next one waits only for requests that have
+requests queue up and the next batch takes all of them (up to `max_batch_rows`). When a batch
+leaves requests behind (the batcher is under load), the next one waits only for requests that have
 already arrived: one loop pass for those whose handlers are runnable now, and -- up to
 `max_delay_s` after the oldest queued request -- for those still reading or decoding their body
 (announced with `expect()`). Waiting for requests nobody has sent yet would only add latency:
@@ -250,18 +250,18 @@ class DynamicBatcher:
             raise ValueError("submit() needs at least one row")
         if self._queued_rows + n > self._max_queue_rows:
             raise QueueFullError(self._queued_rows, n, self._max_queue_rows)
+        resting = self._linger is None and self._pass is None  # not waiting for others yet
         if (n <= self._inline_max_rows and not self._busy and not self._waiting
-                and self._arriving == 0 and self._linger is None and self._pass is None
-                and not self._crowded()):
+                and self._arriving == 0 and resting and not self._crowded()):
             return self._run_inline(rows, deadline, submitted)
         loop = self._loop
         item = _Pending(rows, deadline, loop.create_future())
         self._waiting.append(item)
         self._queued_rows += n
-        if not self._busy and self._linger is None and self._pass is None and self._crowded():
+        if not self._busy and resting and self._crowded():
             self._under_load = True  # others are in: the runnable ones join this batch
         if not self._busy and (
-            (self._linger is None and self._pass is None)  # idle: straight to the model
+            resting  # idle: to the model (after one loop pass when others are in)
             or self._queued_rows >= self._max_batch_rows  # the batch is full
             or (self._linger is not None and self._arriving == 0)  # nobody else is coming
         ):
